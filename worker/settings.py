@@ -1,0 +1,169 @@
+"""Every default of article-ingest, in one place.
+
+Each default is a named constant with a one-line docstring. ``Settings.from_env()`` is the only place
+that reads the environment (``INGEST_<NAME>``); CLI flags override it by passing keyword arguments.
+Pipeline stages never read settings: they take plain constructor arguments built from a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BROKER_URL = ""
+"""Celery broker URL; empty means start the embedded private Redis (``ingest run``)."""
+
+DEFAULT_REDIS_URL = ""
+"""Shared state store (seen URLs, fingerprints, counters); empty means the broker when it is Redis."""
+
+DEFAULT_DATA_DIR = "./data"
+"""Working directory for the embedded Redis and, by default, the records."""
+
+DEFAULT_STORAGE_URL = "./data/records"
+"""Where records go: a directory of JSONL files."""
+
+DEFAULT_ALLOW_PRIVATE_NETWORKS = False
+"""Allow fetches to private, loopback and link-local addresses (off: SSRF protection)."""
+
+DEFAULT_ALLOW_NETWORKS = ""
+"""Comma-separated CIDRs that may be fetched even though private (e.g. ``127.0.0.0/8`` for tests)."""
+
+DEFAULT_USER_AGENT = "article-ingest/0.1 (+https://github.com/article-ingest/article-ingest)"
+"""User-Agent sent with every fetch; include a contact URL."""
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP/TLS connection."""
+
+DEFAULT_READ_TIMEOUT = 15.0
+"""Seconds to wait between two reads of the response."""
+
+DEFAULT_FETCH_DEADLINE = 30.0
+"""Seconds one fetch may take in total, redirects and body included."""
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+"""Cap on the decoded body of a page, in bytes."""
+
+DEFAULT_MAX_REDIRECTS = 5
+"""Redirects followed before a fetch fails with ``too_many_redirects``."""
+
+DEFAULT_MAX_URL_LENGTH = 2048
+"""Longest URL accepted at submission."""
+
+DEFAULT_FETCH_RETRIES = 3
+"""Retries of a transient fetch fault before the URL is failed with its last reason."""
+
+DEFAULT_RETRY_BACKOFF = 2.0
+"""First retry delay in seconds; doubles at each retry, with full jitter."""
+
+DEFAULT_RETRY_BACKOFF_MAX = 120.0
+"""Longest retry delay in seconds."""
+
+DEFAULT_EXTRACT_TIMEOUT = 30.0
+"""Seconds one extraction may take before it is failed with ``extract_timeout``."""
+
+DEFAULT_MIN_WORDS = 25
+"""Pages with fewer words of main text are skipped as ``empty``."""
+
+DEFAULT_FETCH_CONCURRENCY = 32
+"""Threads of a fetch worker (I/O bound)."""
+
+DEFAULT_PROCESS_CONCURRENCY = 0
+"""Processes of a process worker (CPU bound); 0 means one per core."""
+
+DEFAULT_RECRAWL_TTL = 0
+"""Seconds after which a stored URL may be fetched again; 0 means never."""
+
+DEFAULT_KEEP_DUPLICATES = False
+"""Also write duplicate documents as records, flagged ``duplicate_of``."""
+
+DEFAULT_KEY_PREFIX = "ingest"
+"""Prefix of every Redis key we own, so several deployments can share one Redis."""
+
+DEFAULT_ROTATE_BYTES = 64 * 1024 * 1024
+"""A JSONL part file is closed and published once it is this large."""
+
+DEFAULT_ROTATE_SECONDS = 300.0
+"""A JSONL part file is closed and published once it is this old."""
+
+DEFAULT_BATCH_TTL = 7 * 24 * 3600
+"""Seconds a submission batch's counters are kept in Redis."""
+
+DEFAULT_FAILURES_MAX = 100_000
+"""Entries kept in the failures log (oldest dropped first)."""
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; build with ``Settings.from_env(**overrides)``."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    data_dir: str = DEFAULT_DATA_DIR
+    storage_url: str = DEFAULT_STORAGE_URL
+    allow_private_networks: bool = DEFAULT_ALLOW_PRIVATE_NETWORKS
+    allow_networks: str = DEFAULT_ALLOW_NETWORKS
+    user_agent: str = DEFAULT_USER_AGENT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    fetch_deadline: float = DEFAULT_FETCH_DEADLINE
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    max_url_length: int = DEFAULT_MAX_URL_LENGTH
+    fetch_retries: int = DEFAULT_FETCH_RETRIES
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
+    extract_timeout: float = DEFAULT_EXTRACT_TIMEOUT
+    min_words: int = DEFAULT_MIN_WORDS
+    fetch_concurrency: int = DEFAULT_FETCH_CONCURRENCY
+    process_concurrency: int = DEFAULT_PROCESS_CONCURRENCY
+    recrawl_ttl: int = DEFAULT_RECRAWL_TTL
+    keep_duplicates: bool = DEFAULT_KEEP_DUPLICATES
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    rotate_bytes: int = DEFAULT_ROTATE_BYTES
+    rotate_seconds: float = DEFAULT_ROTATE_SECONDS
+    batch_ttl: int = DEFAULT_BATCH_TTL
+    failures_max: int = DEFAULT_FAILURES_MAX
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``INGEST_*`` variables, then non-None ``overrides`` (CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f"INGEST_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
+            except ValueError as exc:
+                raise ValueError(f"INGEST_{f.name.upper()}={raw!r}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def state_url(self) -> str:
+        """The Redis that holds shared state: INGEST_REDIS_URL, else the broker when it is Redis."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            return self.broker_url
+        return ""
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
