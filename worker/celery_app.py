@@ -1,0 +1,56 @@
+"""The Celery app: configuration only. Tasks live in ``worker.tasks``, logic in ``worker.runner``.
+
+``celery -A worker.celery_app worker -Q fetch,process`` and ``celery -A worker.celery_app flower`` work on
+it. The broker is ``INGEST_BROKER_URL``; when that is unset, the embedded Redis under the data dir (which
+``ingest worker`` / ``ingest run`` start).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from worker.embedded import resolve_broker
+from worker.settings import Settings
+
+settings = Settings.from_env()
+"""Settings of this process, read once from the environment."""
+
+FETCH_QUEUE = "fetch"
+"""Queue of ``ingest.fetch`` (I/O bound: run with a threads pool)."""
+
+PROCESS_QUEUE = "process"
+"""Queue of ``ingest.process`` (CPU bound: run with prefork, one process per core)."""
+
+VISIBILITY_TIMEOUT = 3600
+"""Seconds before Redis re-delivers an unacknowledged task; longer than any task or retry countdown."""
+
+
+def _broker() -> str:
+    url, _ = resolve_broker(
+        settings.broker_url, settings.data_dir, start=os.environ.get("INGEST_EMBEDDED_AUTOSTART") == "1"
+    )
+    return url
+
+
+app = Celery("ingest", broker=_broker(), include=["worker.tasks"])
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    event_serializer="json",
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_queues=[Queue(FETCH_QUEUE), Queue(PROCESS_QUEUE)],
+    task_default_queue=FETCH_QUEUE,
+    task_routes={"ingest.fetch": {"queue": FETCH_QUEUE}, "ingest.process": {"queue": PROCESS_QUEUE}},
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+    broker_connection_retry_on_startup=True,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+)

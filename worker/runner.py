@@ -1,0 +1,267 @@
+"""The whole pipeline for one URL, in process, without Celery.
+
+``Pipeline`` is built from ``Settings`` in exactly one place (``from_settings``); its stages are plain
+objects. The Celery tasks call ``fetch_job`` (queue ``fetch``) and ``process_job`` (queue ``process``);
+``run_one`` chains both for one URL, for tests, ``ingest extract`` and programs that embed us.
+
+Outcomes: a document ends ``stored``, ``duplicate`` (with ``duplicate_of``), ``skipped:<reason>`` (not a
+fault: not HTML, no text, robots) or ``failed:<reason>`` (a fault, after retries when transient).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from producers.canonical import canonicalize, url_id
+from worker.errors import IngestError, Skip
+from worker.pipeline.clean import Cleaner
+from worker.pipeline.dedupe import Deduper, content_hash
+from worker.pipeline.enrich import Enricher
+from worker.pipeline.extract import Extracted, Extractor
+from worker.pipeline.fetch import Fetcher, FetchResult
+from worker.pipeline.store import JsonlStore
+from worker.record import SCHEMA_VERSION, utc_now_iso
+from worker.settings import Settings
+from worker.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Job:
+    """What travels in a task message: JSON primitives only."""
+
+    url: str
+    id: str
+    token: str
+    batch: str
+    source: str = "api"
+    hints: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The terminal state of one URL, and its record when one was built."""
+
+    state: str
+    reason: str = ""
+    record: dict[str, Any] | None = None
+    detail: str = ""
+
+
+def pack_page(fetched: FetchResult) -> dict[str, Any]:
+    """A fetch result as JSON primitives, the HTML zlib-compressed and base64-encoded."""
+    data = {
+        k: getattr(fetched, k)
+        for k in ("url", "final_url", "status", "headers", "content_type", "encoding", "nbytes", "elapsed")
+    }
+    data["html_z"] = base64.b64encode(zlib.compress(fetched.html.encode("utf-8"), 6)).decode("ascii")
+    data["fetched_at"] = utc_now_iso()
+    return data
+
+
+def unpack_page(data: dict[str, Any]) -> tuple[FetchResult, str]:
+    """Inverse of ``pack_page``: the fetch result and its fetch time."""
+    html = zlib.decompress(base64.b64decode(data["html_z"])).decode("utf-8")
+    fields = {
+        k: data[k]
+        for k in ("url", "final_url", "status", "headers", "content_type", "encoding", "nbytes", "elapsed")
+    }
+    return FetchResult(html=html, **fields), data["fetched_at"]
+
+
+def outcome_for_error(exc: BaseException) -> Outcome:
+    """The terminal state a fault ends in: Skip -> skipped, other IngestError -> failed."""
+    if isinstance(exc, Skip):
+        return Outcome("skipped", exc.reason, detail=exc.detail)
+    if isinstance(exc, IngestError):
+        return Outcome("failed", exc.reason, detail=exc.detail)
+    return Outcome("failed", "internal_error", detail=f"{type(exc).__name__}: {exc}")
+
+
+class Pipeline:
+    """fetch -> extract -> clean -> dedupe -> enrich -> store, with terminal states kept in ``state``."""
+
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        extractor: Extractor,
+        cleaner: Cleaner,
+        enricher: Enricher,
+        store: JsonlStore,
+        state: StateStore,
+        min_words: int = 25,
+        keep_duplicates: bool = False,
+        max_url_length: int = 2048,
+    ) -> None:
+        if min_words < 0:
+            raise ValueError("min_words must be >= 0")
+        self.fetcher = fetcher
+        self.extractor = extractor
+        self.cleaner = cleaner
+        self.deduper = Deduper(state)
+        self.enricher = enricher
+        self.store = store
+        self.state = state
+        self.min_words = min_words
+        self.keep_duplicates = keep_duplicates
+        self.max_url_length = max_url_length
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Pipeline:
+        """Build every stage from settings: the one place they are read for the pipeline."""
+        if not s.state_url:
+            raise ValueError(
+                "no Redis for shared state: set INGEST_REDIS_URL or a redis:// INGEST_BROKER_URL"
+            )
+        if "://" in s.storage_url and not s.storage_url.startswith("file://"):
+            raise ValueError(f"unsupported INGEST_STORAGE_URL {s.storage_url!r}: expected a directory")
+        return cls(
+            fetcher=Fetcher.from_settings(s),
+            extractor=Extractor(max_bytes=s.max_bytes),
+            cleaner=Cleaner(),
+            enricher=Enricher(),
+            store=JsonlStore(
+                s.storage_url.removeprefix("file://"),
+                rotate_bytes=s.rotate_bytes,
+                rotate_seconds=s.rotate_seconds,
+            ),
+            state=state_from_settings(s),
+            min_words=s.min_words,
+            keep_duplicates=s.keep_duplicates,
+            max_url_length=s.max_url_length,
+        )
+
+    # -- the two halves the tasks call -------------------------------------------------------------
+
+    def fetch_job(self, job: Job) -> dict[str, Any]:
+        """Fetch the page; returns the packed page for the process queue, or raises an IngestError."""
+        fetched = self.fetcher.fetch(job.url)
+        if fetched.status == 304:
+            raise Terminal(Outcome("duplicate", "not_modified"))
+        return pack_page(fetched)
+
+    def process_job(self, job: Job, page: dict[str, Any]) -> Outcome:
+        """Extract, clean, dedupe, enrich and store a fetched page; returns its (unrecorded) outcome."""
+        fetched, fetched_at = unpack_page(page)
+        return self.process_html(
+            job, fetched.html, final_url=fetched.final_url, status=fetched.status, fetched_at=fetched_at
+        )
+
+    def process_html(
+        self, job: Job, html: str, *, final_url: str, status: int, fetched_at: str, store: bool = True
+    ) -> Outcome:
+        """The CPU half of the pipeline on HTML already in hand."""
+        doc = self.extractor.extract(html, final_url)
+        if doc is None or not doc.text.strip():
+            return Outcome("skipped", "no_text")
+        doc = self.cleaner.clean(doc)
+        record = build_record(
+            job, doc, final_url=final_url, status=status, fetched_at=fetched_at, enricher=self.enricher
+        )
+        if record["word_count"] < self.min_words:
+            return Outcome("skipped", "too_short", record, detail=f"{record['word_count']} words")
+        if not store:
+            return Outcome("stored", "", record)
+        dup = self.deduper.check(job.id, doc.text)
+        if dup.duplicate_of is not None:
+            record["duplicate_of"], record["similarity"] = dup.duplicate_of, dup.similarity
+            if self.keep_duplicates:
+                self.store.write(record)
+            return Outcome("duplicate", "same_text", record)
+        self.store.write(record)
+        return Outcome("stored", "", record)
+
+    def finish(self, job: Job, outcome: Outcome) -> bool:
+        """Record the terminal state once; False when a re-delivered task already did."""
+        return self.state.finish(
+            job.id,
+            job.token,
+            outcome.state,
+            outcome.reason,
+            batch=job.batch,
+            url=job.url,
+            detail=outcome.detail,
+        )
+
+    # -- in process, no broker ----------------------------------------------------------------------
+
+    def run_one(
+        self, url: str, *, source: str = "api", batch: str = "inline", force: bool = False
+    ) -> Outcome:
+        """Run the whole pipeline for one URL in this process; the outcome is recorded in shared state."""
+        try:
+            canonical = canonicalize(url, max_length=self.max_url_length)
+        except IngestError as exc:
+            self.state.reject(1, exc.reason, batch=batch, urls=[url])
+            return Outcome("skipped", exc.reason, detail=exc.detail)
+        claim = self.state.claim([url_id(canonical)], batch=batch, force=force)[0]
+        if claim is None:
+            return Outcome("duplicate", "seen_url")
+        job = Job(url=canonical, id=claim.url_id, token=claim.token, batch=batch, source=source)
+        try:
+            outcome = self.process_job(job, self.fetch_job(job))
+        except Terminal as t:
+            outcome = t.outcome
+        except Exception as exc:  # every fault ends as a recorded state, never a crash
+            outcome = outcome_for_error(exc)
+        self.finish(job, outcome)
+        return outcome
+
+
+class Terminal(Exception):
+    """A normal early end of the pipeline (e.g. not modified), carrying its outcome."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.state)
+        self.outcome = outcome
+
+
+def build_record(
+    job: Job, doc: Extracted, *, final_url: str, status: int, fetched_at: str, enricher: Enricher
+) -> dict[str, Any]:
+    """A schema-v1 record from a cleaned document and where it came from."""
+    record: dict[str, Any] = {
+        "id": job.id,
+        "url": job.url,
+        "final_url": final_url,
+        "status": status,
+        "fetched_at": fetched_at,
+        "title": doc.title,
+        "author": doc.author,
+        "published": doc.published,
+        "language": None,
+        "text": doc.text,
+        "word_count": 0,
+        "content_hash": content_hash(doc.text),
+        "source": job.source,
+        "schema_version": SCHEMA_VERSION,
+        "description": doc.description,
+        "sitename": doc.sitename,
+        "image": doc.image,
+        "tags": list(doc.tags),
+    }
+    return enricher.enrich(record)
+
+
+def state_from_settings(s: Settings) -> StateStore:
+    """The shared-state store named by settings."""
+    return StateStore.from_url(
+        s.state_url,
+        prefix=s.key_prefix,
+        recrawl_ttl=s.recrawl_ttl,
+        batch_ttl=s.batch_ttl,
+        failures_max=s.failures_max,
+    )
