@@ -462,5 +462,8 @@ def extract(files: tuple[str, ...], url: str | None) -> None:
         click.echo(json.dumps(record, ensure_ascii=False))
 
 
+# -- commands defined elsewhere: one add_command line each, keep this block at the end ----------------------
+
+
 if __name__ == "__main__":
     main()
