@@ -381,7 +381,7 @@ class Fetcher:
                     # Each recv waits at most what is left of the deadline, so a trickling body cannot
                     # hold a worker thread past it.
                     sock.settimeout(min(self.read_timeout, remaining))
-                raw = resp.read(_CHUNK, decode_content=False)
+                raw = resp.read1(_CHUNK, decode_content=False)  # one recv: never waits for a full chunk
                 if not raw:
                     out += decoder.flush(max_bytes + 1 - len(out))
                     break
@@ -792,12 +792,70 @@ def decode_html(body: bytes, header_charset: str | None = None, *, html: bool = 
     return body.decode(enc, errors="replace"), enc
 
 
+# How common each legacy encoding is on the web (roughly, W3Techs): among candidates the detector finds
+# equally plausible, the common one is the better bet (windows-1252 over cp1250 for French text).
+_WEB_RANK = {
+    name: i
+    for i, name in enumerate(
+        [
+            "utf-8",
+            "cp1252",
+            "cp1251",
+            "cp932",
+            "gb18030",
+            "cp949",
+            "iso8859-2",
+            "cp1250",
+            "euc_jp",
+            "big5hkscs",
+            "cp1254",
+            "cp1256",
+            "iso8859-15",
+            "cp874",
+            "iso8859-9",
+            "cp1253",
+            "iso8859-7",
+            "cp1255",
+            "koi8-r",
+            "iso8859-5",
+            "cp1257",
+            "iso8859-13",
+            "iso8859-8",
+            "iso8859-6",
+            "cp1258",
+        ]
+    )
+}
+_DETECT_SAMPLE = 64 * 1024
+_CHAOS_MARGIN = 0.05
+
+
+def _oddness(text: str) -> int:
+    """Symbols stuck inside words and C1 controls: what a wrong single-byte code page produces."""
+    odd = 0
+    for word in text.split():
+        for ch in word[1:-1]:
+            if not (ch.isalnum() or ch in "'-.’·&;=/_:#,()"):
+                odd += 1
+    return odd + 5 * sum(1 for ch in text if "\x80" <= ch <= "\x9f")
+
+
 def _detect(body: bytes) -> str:
+    """Best guess for an undeclared legacy encoding: charset-normalizer's near-ties, re-ranked."""
     try:
         from charset_normalizer import from_bytes
     except ImportError:  # pragma: no cover - a dependency of requests
         return "cp1252"
-    best = from_bytes(body).best()
-    if best is None:
+    sample = body[:_DETECT_SAMPLE]
+    matches = list(from_bytes(sample))
+    if not matches:
         return "cp1252"
-    return normalize_encoding(best.encoding) or "cp1252"
+    best_chaos = min(m.chaos for m in matches)
+    candidates: list[tuple[int, int, int, str]] = []
+    for order, m in enumerate(matches):
+        enc = normalize_encoding(m.encoding)
+        if enc is None or m.chaos > best_chaos + _CHAOS_MARGIN:
+            continue
+        text = sample.decode(enc, errors="replace")
+        candidates.append((_oddness(text) + 5 * text.count("\ufffd"), _WEB_RANK.get(enc, 99), order, enc))
+    return min(candidates)[3] if candidates else "cp1252"
