@@ -30,8 +30,19 @@ PAGES = Path(__file__).resolve().parent / "pages"
 def _start_private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -119,9 +130,27 @@ class _PageHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def author_name(n: int) -> str:
+    """The byline of generated story ``n``."""
+    first = ["Ana", "Ben", "Chloe", "Devi", "Eva"]
+    last = ["Moreau", "Okafor", "Lindqvist", "Tanaka", "Silva", "Novak", "Haddad", "Kowalski"]
+    return f"{first[n % 5]} {last[n % 8]}"
+
+
 def article_html(n: int, topic: str = "harbour") -> str:
     """A realistic article page (unique text per ``n``) with the furniture a news site puts around it."""
-    words = ["council", "river", "budget", "station", "school", "harbour", "bridge", "market", "museum", "park"]
+    words = [
+        "council",
+        "river",
+        "budget",
+        "station",
+        "school",
+        "harbour",
+        "bridge",
+        "market",
+        "museum",
+        "park",
+    ]
     w = words[n % len(words)]
     paragraphs = "\n".join(
         f"<p>Paragraph {i} of story {n}: the {w} committee met on day {i} to discuss the {topic} plan, "
@@ -132,11 +161,11 @@ def article_html(n: int, topic: str = "harbour") -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Story {n}: the {w} plan | Loopback Times</title>
 <meta property="og:title" content="Story {n}: the {w} plan">
-<meta name="author" content="Reporter {n}">
+<meta name="author" content="{author_name(n)}">
 <meta property="article:published_time" content="2026-03-{(n % 27) + 1:02d}T08:00:00Z">
 </head><body>
 <nav><a href="/">Home</a> <a href="/news">News</a> <a href="/sport">Sport</a></nav>
-<article><h1>Story {n}: the {w} plan</h1><p class="byline">By Reporter {n}</p>
+<article><h1>Story {n}: the {w} plan</h1><p class="byline">By {author_name(n)}</p>
 {paragraphs}
 </article>
 <aside><h3>Related</h3><a href="/articles/x">Read more from Loopback Times</a></aside>
@@ -170,39 +199,83 @@ def page_hits() -> dict[str, int]:
 def ingest_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for ingest commands and workers: test Redis, private storage, loopback allowed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({
-        "INGEST_BROKER_URL": redis_url,
-        "INGEST_STORAGE_URL": str(tmp_path / "records"),
-        "INGEST_DATA_DIR": str(tmp_path / "data"),
-        "INGEST_ALLOW_PRIVATE_NETWORKS": "true",
-        "INGEST_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-        "INGEST_RETRY_BACKOFF": "0.2",
-        "INGEST_ROTATE_SECONDS": "0.5",
-        "PYTHONPATH": str(REPO),
-    })
+    env.update(
+        {
+            "INGEST_BROKER_URL": redis_url,
+            "INGEST_STORAGE_URL": str(tmp_path / "records"),
+            "INGEST_DATA_DIR": str(tmp_path / "data"),
+            "INGEST_ALLOW_PRIVATE_NETWORKS": "true",
+            "INGEST_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+            "INGEST_RETRY_BACKOFF": "0.2",
+            "INGEST_ROTATE_SECONDS": "0.5",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
-def ingest(*args: str, env: dict[str, str], timeout: float = 120, stdin: str | None = None,
-           check: bool = True) -> subprocess.CompletedProcess:
+def ingest(
+    *args: str, env: dict[str, str], timeout: float = 120, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run the ``ingest`` CLI as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, input=stdin, cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        cwd=tempfile.gettempdir(),
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"ingest {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"ingest {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
+class Workers:
+    """``ingest worker`` running as a subprocess; ``stop()`` shuts it down warmly (publishing part files)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "worker",
+                "-c",
+                "2",
+                "--fetch-concurrency",
+                "8",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @pytest.fixture
-def workers(ingest_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+def workers(ingest_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
     """Real Celery workers (``ingest worker``: a threads pool on fetch, prefork on process) on the test Redis."""
-    log = open(tmp_path / "workers.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "-c", "2", "--fetch-concurrency", "8",
-                             "--loglevel", "WARNING"], env=ingest_env, stdout=log, stderr=subprocess.STDOUT)
-    yield ingest_env
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    w = Workers(ingest_env, tmp_path / "workers.log")
+    yield w
+    w.stop()

@@ -24,9 +24,6 @@ FETCH_QUEUE = "fetch"
 PROCESS_QUEUE = "process"
 """Queue of ``ingest.process`` (CPU bound: run with prefork, one process per core)."""
 
-VISIBILITY_TIMEOUT = 3600
-"""Seconds before Redis re-delivers an unacknowledged task; longer than any task or retry countdown."""
-
 
 def _broker() -> str:
     url, _ = resolve_broker(
@@ -48,7 +45,7 @@ app.conf.update(
     task_queues=[Queue(FETCH_QUEUE), Queue(PROCESS_QUEUE)],
     task_default_queue=FETCH_QUEUE,
     task_routes={"ingest.fetch": {"queue": FETCH_QUEUE}, "ingest.process": {"queue": PROCESS_QUEUE}},
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+    broker_transport_options={"visibility_timeout": settings.visibility_timeout},
     broker_connection_retry_on_startup=True,
     worker_send_task_events=True,
     task_send_sent_event=True,

@@ -79,6 +79,9 @@ DEFAULT_RECRAWL_TTL = 0
 DEFAULT_KEEP_DUPLICATES = False
 """Also write duplicate documents as records, flagged ``duplicate_of``."""
 
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+"""Seconds before the Redis broker re-delivers an unacknowledged task (a killed worker's); longer than any task."""
+
 DEFAULT_KEY_PREFIX = "ingest"
 """Prefix of every Redis key we own, so several deployments can share one Redis."""
 
@@ -130,6 +133,7 @@ class Settings:
     process_concurrency: int = DEFAULT_PROCESS_CONCURRENCY
     recrawl_ttl: int = DEFAULT_RECRAWL_TTL
     keep_duplicates: bool = DEFAULT_KEEP_DUPLICATES
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     key_prefix: str = DEFAULT_KEY_PREFIX
     rotate_bytes: int = DEFAULT_ROTATE_BYTES
     rotate_seconds: float = DEFAULT_ROTATE_SECONDS

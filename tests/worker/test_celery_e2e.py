@@ -1,0 +1,97 @@
+"""End to end through real Celery workers on a real Redis, fetching from a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jsonschema
+
+from tests.conftest import article_html, author_name, ingest
+from worker.pipeline.store import read_records
+from worker.record import record_schema
+
+
+def _wait_for_batch(batch: str, env: dict[str, str], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = json.loads(ingest("stats", "--json", "--batch", batch, env=env).stdout)
+        if stats["submitted"] and stats["pending"] == 0:
+            return stats
+        assert time.monotonic() < deadline, f"batch not terminal after {timeout}s: {stats}"
+        time.sleep(0.3)
+
+
+def test_submitted_urls_become_records_through_celery_workers(workers, page_server, page_hits, tmp_path):
+    """25 article URLs plus bad input: records field by field, terminal counts adding up, no re-fetch."""
+    env = workers.env
+    articles = [f"{page_server}/articles/story-{n}.html" for n in range(25)]
+    bad = [
+        f"{page_server}/articles/missing.html",
+        f"{page_server}/pdf",
+        f"{page_server}/empty",
+        f"{page_server}/articles/copy-of-story-0.html",
+        "mailto:someone@example.com",
+        "not a url",
+    ]
+    urls_file = tmp_path / "urls.txt"
+    urls_file.write_text("# a comment\n\n" + "\n".join(articles + bad) + "\n")
+
+    out = json.loads(ingest("submit", "-f", str(urls_file), "--json", env=env).stdout)
+    assert (out["submitted"], out["accepted"], len(out["rejected"])) == (31, 29, 2)
+    stats = _wait_for_batch(out["batch"], env)
+
+    assert stats["submitted"] == 31
+    assert stats["stored"] == 25
+    assert stats["duplicate_reasons"] == {"same_text": 1}
+    assert stats["failed_reasons"] == {"http_404": 1}
+    assert stats["skipped_reasons"] == {
+        "not_html": 1,
+        "no_text": 1,
+        "unsupported_scheme": 1,
+        "invalid_url": 1,
+    }
+    assert stats["stored"] + stats["duplicate"] + stats["skipped"] + stats["failed"] == stats["submitted"]
+
+    workers.stop()  # warm shutdown publishes the open part files
+    records = {r["url"]: r for r in read_records(Path(env["INGEST_STORAGE_URL"]))}
+    assert sorted(records) == sorted(articles)
+    schema = record_schema()
+    for n, url in enumerate(articles):
+        r = records[url]
+        jsonschema.validate(r, schema)
+        assert r["final_url"] == url and r["status"] == 200 and r["source"] == "file"
+        assert r["title"] == article_html(n).split("<title>")[1].split(" | ")[0]
+        assert r["author"] == author_name(n)
+        assert r["published"].startswith(f"2026-03-{(n % 27) + 1:02d}")
+        assert r["language"] == "en"
+        assert f"Paragraph 1 of story {n}:" in r["text"] and f"Paragraph 6 of story {n}:" in r["text"]
+        assert r["word_count"] == len(r["text"].split()) or r["word_count"] > 200
+        assert r["schema_version"] == 1
+    assert len({r["id"] for r in records.values()}) == 25
+
+
+def test_second_submission_fetches_nothing_again(workers, page_server, page_hits, tmp_path):
+    """Submitting stored URLs again queues nothing and costs no request to the site."""
+    env = workers.env
+    urls = [f"{page_server}/articles/story-{n}.html" for n in range(30, 40)]
+    first = json.loads(ingest("submit", *urls, "--json", env=env).stdout)
+    _wait_for_batch(first["batch"], env)
+    hits_after_first = sum(page_hits.values())
+    assert hits_after_first == 10
+
+    second = json.loads(ingest("submit", *urls, "--json", env=env).stdout)
+    assert (second["accepted"], second["duplicates"]) == (0, 10)
+    stats = _wait_for_batch(second["batch"], env)
+    assert stats["duplicate_reasons"] == {"seen_url": 10}
+    time.sleep(0.5)
+    assert sum(page_hits.values()) == hits_after_first
+
+
+def test_submit_with_unreachable_broker_exits_nonzero(ingest_env):
+    """With the broker down, submit says so and exits non-zero; nothing is counted as submitted."""
+    env = {**ingest_env, "INGEST_BROKER_URL": "redis://127.0.0.1:1/0"}
+    proc = ingest("submit", "https://example.com/a", env=env, check=False)
+    assert proc.returncode != 0
+    assert "unreachable" in proc.stderr
