@@ -275,7 +275,7 @@ class Workers:
 
 @pytest.fixture
 def workers(ingest_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
-    """Real Celery workers (``ingest worker``: a threads pool on fetch, prefork on process) on the test Redis."""
+    """Real Celery workers (`ingest worker`: threads pool on fetch, prefork on process) on the test Redis."""
     w = Workers(ingest_env, tmp_path / "workers.log")
     yield w
     w.stop()

@@ -80,7 +80,7 @@ DEFAULT_KEEP_DUPLICATES = False
 """Also write duplicate documents as records, flagged ``duplicate_of``."""
 
 DEFAULT_VISIBILITY_TIMEOUT = 3600
-"""Seconds before the Redis broker re-delivers an unacknowledged task (a killed worker's); longer than any task."""
+"""Seconds before the Redis broker re-delivers an unacked task (a killed worker's); longer than any task."""
 
 DEFAULT_KEY_PREFIX = "ingest"
 """Prefix of every Redis key we own, so several deployments can share one Redis."""
