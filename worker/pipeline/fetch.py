@@ -178,19 +178,32 @@ class Fetcher:
             truncate=False,
         )
 
-    def fetch_text(self, url: str, *, max_bytes: int | None = None, truncate: bool = True) -> FetchResult:
-        """GET any text resource (robots.txt): no content-type filter; body cut at ``max_bytes`` if truncate.
+    def fetch_text(
+        self,
+        url: str,
+        *,
+        max_bytes: int | None = None,
+        truncate: bool = True,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        raw: bool = False,
+    ) -> FetchResult:
+        """GET any text resource (robots.txt, feeds, sitemaps): no content-type filter; body cut at
+        ``max_bytes`` if truncate.
 
-        Same safety, timeouts and error mapping as :meth:`fetch`; without a declared charset the body is
-        decoded as UTF-8 (RFC 9309).
+        Same safety, timeouts and error mapping as :meth:`fetch`, conditional GET included (304 comes back
+        with an empty body); without a declared charset the body is decoded as UTF-8 (RFC 9309). ``raw``
+        leaves decoding to the caller (XML and .gz files carry their own): ``html`` then holds the bytes
+        as latin-1, so ``result.html.encode("latin-1")`` gives them back unchanged.
         """
         return self._fetch(
             url,
-            etag=None,
-            last_modified=None,
+            etag=etag,
+            last_modified=last_modified,
             types=None,
             max_bytes=max_bytes or self.max_bytes,
             truncate=truncate,
+            raw=raw,
         )
 
     def close(self) -> None:
@@ -211,6 +224,7 @@ class Fetcher:
         types: Collection[str] | None,
         max_bytes: int,
         truncate: bool,
+        raw: bool = False,
     ) -> FetchResult:
         start = time.monotonic()
         deadline = start + self.deadline
@@ -242,7 +256,7 @@ class Fetcher:
                     )
                 _raise_for_status(status, headers, target.url)
                 return self._read_page(
-                    url, target, resp, headers, start, deadline, types, max_bytes, truncate
+                    url, target, resp, headers, start, deadline, types, max_bytes, truncate, raw
                 )
             finally:
                 _release(resp)
@@ -335,6 +349,7 @@ class Fetcher:
         types: Collection[str] | None,
         max_bytes: int,
         truncate: bool,
+        raw: bool = False,
     ) -> FetchResult:
         declared = _mime(headers)
         if types is not None and declared not in types and declared not in _GENERIC_TYPES:
@@ -347,7 +362,10 @@ class Fetcher:
         if types is not None:
             content_type = _check_html(body, declared, target.url, types)
         charset = _header_charset(headers.get("content-type", ""))
-        text, encoding = decode_html(body, charset, html=types is not None)
+        if raw:
+            text, encoding = body.decode("latin-1"), "latin-1"
+        else:
+            text, encoding = decode_html(body, charset, html=types is not None)
         return FetchResult(
             url,
             target.url,
