@@ -70,8 +70,8 @@ CHARSET_TEXTS: dict[str, str] = {
     ),
     "iso-8859-2": (
         "Zażółć gęślą jaźń. Pchnąć w tę łódź jeża lub ośm skrzyń fig. Wóz był pełen śliwek i jabłek. "
-        "Příliš žluťoučký kůň úpěl ďábelské ódy. Čeština používá háčky a čárky nad písmeny. "
-        "Árvíztűrő tükörfúrógép és őszi szél fúj a réten. Mieszkańcy miasta spotkali się w ratuszu. "
+        "Mieszkańcy miasta spotkali się wczoraj w ratuszu, żeby porozmawiać o nowym budżecie i o budowie "
+        "mostu na rzece. Radni powiedzieli, że prace zaczną się jesienią, a koszt wyniesie kilka milionów. "
     ),
     "iso-8859-5": (
         "Съешь же ещё этих мягких французских булок, да выпей чаю. Москва - столица России. "
@@ -353,6 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many client threads connect at once; a short backlog costs SYN retries
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)

@@ -844,6 +844,31 @@ _WEB_RANK = {
         ]
     )
 }
+_LATIN = frozenset(
+    codecs.lookup(n).name
+    for n in [
+        "cp1250",
+        "cp1252",
+        "cp1254",
+        "cp1257",
+        "cp1258",
+        "latin-1",
+        "iso8859-2",
+        "iso8859-3",
+        "iso8859-4",
+        "iso8859-9",
+        "iso8859-10",
+        "iso8859-13",
+        "iso8859-14",
+        "iso8859-15",
+        "iso8859-16",
+        "mac-latin2",
+        "mac-roman",
+        "cp850",
+        "cp852",
+    ]
+)
+_LATIN_COMMON = ("cp1252", "iso8859-2", "cp1250", "iso8859-15")
 _DETECT_SAMPLE = 64 * 1024
 _CHAOS_MARGIN = 0.05
 
@@ -869,11 +894,17 @@ def _detect(body: bytes) -> str:
     if not matches:
         return "cp1252"
     best_chaos = min(m.chaos for m in matches)
-    candidates: list[tuple[int, int, int, str]] = []
-    for order, m in enumerate(matches):
+    names: list[str] = []
+    for m in matches:
         enc = normalize_encoding(m.encoding)
-        if enc is None or m.chaos > best_chaos + _CHAOS_MARGIN:
-            continue
+        if enc is not None and m.chaos <= best_chaos + _CHAOS_MARGIN and enc not in names:
+            names.append(enc)
+    if names and names[0] in _LATIN:
+        # The detector confuses members of the Latin family and may not list the common one at all
+        # (Polish ISO-8859-2 comes back as ISO-8859-10); let the common ones compete on oddness.
+        names += [enc for enc in _LATIN_COMMON if enc not in names]
+    candidates: list[tuple[int, int, int, str]] = []
+    for order, enc in enumerate(names):
         text = sample.decode(enc, errors="replace")
         candidates.append((_oddness(text) + 5 * text.count("\ufffd"), _WEB_RANK.get(enc, 99), order, enc))
     return min(candidates)[3] if candidates else "cp1252"
