@@ -14,6 +14,7 @@ import base64
 import logging
 import zlib
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from producers.canonical import canonicalize, url_id
@@ -23,10 +24,10 @@ from worker.pipeline.dedupe import Deduper, content_hash
 from worker.pipeline.enrich import Enricher
 from worker.pipeline.extract import Extracted, Extractor
 from worker.pipeline.fetch import Fetcher, FetchResult
-from worker.pipeline.store import JsonlStore
 from worker.record import SCHEMA_VERSION, utc_now_iso
 from worker.settings import Settings
 from worker.state import StateStore
+from worker.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class Pipeline:
         extractor: Extractor,
         cleaner: Cleaner,
         enricher: Enricher,
-        store: JsonlStore,
+        store: Storage,
         state: StateStore,
         min_words: int = 25,
         keep_duplicates: bool = False,
@@ -126,18 +127,12 @@ class Pipeline:
             raise ValueError(
                 "no Redis for shared state: set INGEST_REDIS_URL or a redis:// INGEST_BROKER_URL"
             )
-        if "://" in s.storage_url and not s.storage_url.startswith("file://"):
-            raise ValueError(f"unsupported INGEST_STORAGE_URL {s.storage_url!r}: expected a directory")
         return cls(
             fetcher=Fetcher.from_settings(s),
             extractor=Extractor(max_bytes=s.max_bytes),
             cleaner=Cleaner(),
             enricher=Enricher(),
-            store=JsonlStore(
-                s.storage_url.removeprefix("file://"),
-                rotate_bytes=s.rotate_bytes,
-                rotate_seconds=s.rotate_seconds,
-            ),
+            store=storage_from_settings(s),
             state=state_from_settings(s),
             min_words=s.min_words,
             keep_duplicates=s.keep_duplicates,
@@ -254,6 +249,19 @@ def build_record(
         "tags": list(doc.tags),
     }
     return enricher.enrich(record)
+
+
+def storage_from_settings(s: Settings) -> Storage:
+    """The record store named by ``INGEST_STORAGE_URL`` (directory, postgresql:// or s3://)."""
+    return open_storage(
+        s.storage_url,
+        rotate_bytes=s.rotate_bytes,
+        rotate_seconds=s.rotate_seconds,
+        compress=s.storage_compress,
+        table=s.storage_table,
+        pool_size=s.storage_pool_size,
+        spool_dir=str(Path(s.data_dir) / "spool"),
+    )
 
 
 def state_from_settings(s: Settings) -> StateStore:

@@ -97,6 +97,36 @@ DEFAULT_BATCH_TTL = 7 * 24 * 3600
 DEFAULT_FAILURES_MAX = 100_000
 """Entries kept in the failures log (oldest dropped first)."""
 
+DEFAULT_STORAGE_COMPRESS = False
+"""Gzip JSONL part files and S3 objects (one gzip member per record, so a crash loses no whole record)."""
+
+DEFAULT_STORAGE_TABLE = "records"
+"""PostgreSQL table of records (created and migrated on start)."""
+
+DEFAULT_STORAGE_POOL_SIZE = 4
+"""Most PostgreSQL connections one worker process holds."""
+
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"
+"""Address ``ingest metrics`` listens on."""
+
+DEFAULT_METRICS_PORT = 9808
+"""Port of the Prometheus exporter (``ingest metrics``)."""
+
+DEFAULT_METRICS_BASIC_AUTH = ""
+"""``user:password`` required by the exporter; empty means no auth."""
+
+DEFAULT_FLOWER_ADDRESS = "127.0.0.1"
+"""Address ``ingest flower`` listens on; anything but loopback requires basic auth."""
+
+DEFAULT_FLOWER_PORT = 5555
+"""Port of Flower (``ingest flower``)."""
+
+DEFAULT_FLOWER_BASIC_AUTH = ""
+"""``user:password[,user2:password2]`` for Flower, its API and its /metrics; empty means no auth."""
+
+DEFAULT_FLOWER_DB = ""
+"""File where Flower keeps its state across restarts; empty means in memory only."""
+
 
 def _parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -139,6 +169,16 @@ class Settings:
     rotate_seconds: float = DEFAULT_ROTATE_SECONDS
     batch_ttl: int = DEFAULT_BATCH_TTL
     failures_max: int = DEFAULT_FAILURES_MAX
+    storage_compress: bool = DEFAULT_STORAGE_COMPRESS
+    storage_table: str = DEFAULT_STORAGE_TABLE
+    storage_pool_size: int = DEFAULT_STORAGE_POOL_SIZE
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_basic_auth: str = DEFAULT_METRICS_BASIC_AUTH
+    flower_address: str = DEFAULT_FLOWER_ADDRESS
+    flower_port: int = DEFAULT_FLOWER_PORT
+    flower_basic_auth: str = DEFAULT_FLOWER_BASIC_AUTH
+    flower_db: str = DEFAULT_FLOWER_DB
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
