@@ -1,37 +1,221 @@
-"""Clean stage: deterministic per-document removal of repeated paragraphs and page furniture."""
+"""Clean stage: deterministic per-document removal of repeated paragraphs and page furniture.
+
+Works line by line (one paragraph per line) on an ``Extracted`` record. Two kinds of evidence:
+
+* structure, from the hints the extract stage read off the HTML (``extract.page_hints``): a line that
+  is the text of a ``<figcaption>``/caption element, the whole text of a link, or a block inside
+  navigation / share / related / comment / cookie containers is furniture;
+* wording, for short lines only: ad labels, share/follow/subscribe prompts, comment counters,
+  "read more" / PREV / NEXT navigation, cookie notices, copyright and photo-credit lines. A long line
+  is always treated as prose, so an article sentence that happens to say "subscribe" survives.
+
+Nothing here keeps state between documents: the same record always gives the same output.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 
-from worker.pipeline.extract import Extracted
+from worker.pipeline.extract import HINTS_KEY, Extracted, line_key
 
-_NON_WORD = re.compile(r"\W+")
+MAX_FURNITURE_WORDS = 12
+"""Wording rules only apply to lines up to this many words: prompts and labels are short."""
+
+MAX_LINK_LINE_WORDS = 30
+"""A line that is entirely one link's text and at most this long is navigation, not prose."""
+
+_WORD = re.compile(r"\w+")
+_BULLET = re.compile(r"^[-*•·]\s+")
+_TABLE_ROW = re.compile(r"^\|.*\|$")
+
+_FURNITURE_PATTERNS = [
+    # ad labels
+    r"^(advertisements?|advertising|advertiser content|ads?|sponsored( content| post| links?)?|paid content"
+    r"|promoted( content| stories)?|story continues below( advertisement)?|article continues below"
+    r"|continue reading( the)?( main)? (story|article)( below)?|scroll (down )?to continue( reading)?"
+    r"|skip (this )?ad(vertisement)?)\W*$",
+    # share / follow / subscribe / newsletter prompts and widget labels
+    r"^(share|share this( article| story| post| page)?|share on \w+|tweet|email|e-mail|print|print article"
+    r"|order reprints|reprints?|save|save article|copy link|link copied|facebook|twitter|whatsapp|pinterest"
+    r"|linkedin|reddit|telegram|messenger|flipboard|comment|comments)\W*$",
+    r"\b(sign up|signing up|subscribe|subscribing|subscription|newsletters?|inbox)\b.*"
+    r"\b(newsletters?|inbox|updates|emails?|free|today|now|here|latest|alerts?|daily|weekly|for)\b",
+    r"^(follow|like) (us|@\w+|\w+ on (facebook|twitter|instagram|x|youtube|linkedin|tiktok))\b",
+    r"\bfollow (us|him|her|them|@\w+|\w+) on (facebook|twitter|instagram|x|youtube|linkedin|tiktok)\b",
+    r"^(like this (story|article)\?|enjoyed this (story|article)\?|share (it|this) with)",
+    r"\b(click|tap) (here )?to (tweet|share|subscribe|sign up|get|download|read|see|watch|follow)\b",
+    r"^(click|tap) here\b",
+    r"\bclick to tweet$",
+    r"\b(download|get) (the|our) [\w\s]{0,30}\bapp\b",
+    r"^thanks? (you )?for (signing up|subscribing)\b",
+    r"^(sorry!?|an error (has )?occurred|there was an error)\b",
+    # comment widgets and counters
+    r"^(\d+\s+)?(comments?|replies|responses)\s*(\(\d+\))?\W*$",
+    r"^comments?\s*[:(]?\s*\d+\)?$",
+    r"^(sort(ed)? by|order by)\s*:?\s*(newest|oldest|best|top|popular|most recent|relevance)",
+    r"^(newest|oldest|best|top rated|most popular)( first)?$",
+    r"^(leave a (reply|comment)|post a comment|add a comment|write a comment|show comments|view comments"
+    r"|load(ing)? comments|join the (discussion|conversation)|comments are closed|be the first to comment"
+    r"|want to join the discussion|conversation|discussion)\b",
+    # read-more / related / navigation
+    r"^(read more|read next|read also|also read|read the full( story| article)?|keep reading|see also|see more"
+    r"|related|related (articles?|stories|posts|coverage|content|links|news|topics)|more (stories|news|articles)"
+    r"|more from\b|more on this\b|recommended( for you| stories| articles| reading)?|you (may|might) also like"
+    r"|don.t miss|most (popular|read|viewed|shared)|popular( on\b| now| stories)?|trending( now| stories)?"
+    r"|what to read next|up next|top stories|latest (news|stories)|editor.s picks)\b",
+    r"^(«|‹|<|←|<<)?\s*(PREV|PREVIOUS|NEXT|Prev|Previous|Next)\s*(article|story|post|page|slide)?\s*"
+    r"(»|›|>|→|>>)?\s*:?$",
+    r"^(PREV|PREVIOUS|NEXT)\b",
+    r"^(«|‹|←|<<)\s*\w|\w\s*(»|›|→|>>)$",
+    r"^(back to top|go to top|home|menu|skip to (main )?content|toggle navigation|search)\W*$",
+    r"^tags?\s*:?(\s|$)",
+    r"^(topics|categories|filed under|posted in)\s*:",
+    # cookie notices
+    r"\b(we|this (web)?site) uses? cookies\b|\bcookie (policy|settings|preferences|consent)\b"
+    r"|\baccept (all )?cookies\b",
+    # copyright and photo credits
+    r"^(copyright|©|\(c\)|ⓒ)",
+    r"\ball rights reserved\b",
+    r"^(photos?|images?|pictures?|photograph|video|illustration|graphic|source)s?( credits?| by)?\s*[:/|©]",
+    r"^(credits?|photo credit|image credit)\s*:",
+    r"\((photo|image|picture|credit|getty|ap|afp|reuters|shutterstock)[^)]*\)$",
+    r"^(getty images|shutterstock|ap photo|afp|reuters|epa|istock)\b.{0,40}$",
+]
+_FURNITURE_RE = re.compile("|".join(f"(?:{p})" for p in _FURNITURE_PATTERNS), re.IGNORECASE)
+# PREV/NEXT must stay case-sensitive: "Next, the committee..." is prose
+_CASED_RE = re.compile(r"^(PREV|PREVIOUS|NEXT)\b")
 
 
-def _key(line: str) -> str:
-    return _NON_WORD.sub(" ", line.casefold()).strip()
+def token_key(text: str) -> str:
+    """Case-, whitespace- and punctuation-insensitive form of a line, for duplicate detection."""
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+def is_furniture_wording(line: str) -> bool:
+    """True when a short line reads like a page-furniture label or prompt rather than prose."""
+    words = len(_WORD.findall(line))
+    if words > MAX_FURNITURE_WORDS:
+        return False
+    return bool(_FURNITURE_RE.search(line))
 
 
 class Cleaner:
-    """Returns a cleaned copy of an ``Extracted`` record; the same input always gives the same output."""
+    """Returns a cleaned copy of an ``Extracted`` record; the same input always gives the same output.
 
-    def __init__(self, **options) -> None:
-        self.options = options
+    Each rule can be switched off for measurement: ``dedupe``, ``drop_title``, ``structure`` (the HTML
+    hints), ``wording`` (short furniture lines).
+    """
+
+    def __init__(self, *, dedupe: bool = True, drop_title: bool = True, structure: bool = True,
+                 wording: bool = True) -> None:
+        self.dedupe = dedupe
+        self.drop_title = drop_title
+        self.structure = structure
+        self.wording = wording
 
     def clean(self, doc: Extracted) -> Extracted:
-        """Drop repeated paragraphs and a first line that repeats the title."""
-        seen: set[str] = set()
-        out: list[str] = []
-        title_key = _key(doc.title or "")
-        for line in doc.text.split("\n"):
-            line = " ".join(line.split())
-            key = _key(line)
-            if not key or key in seen:
+        """Drop repeated paragraphs, furniture lines and a leading repeat of the title."""
+        extra = dict(doc.extra)
+        hints = extra.pop(HINTS_KEY, None) or {}
+        lines = [" ".join(raw.split()) for raw in doc.text.split("\n")]
+        lines = [line for line in lines if _WORD.search(line)]
+        keep = [True] * len(lines)
+        if self.drop_title and doc.title:
+            title_key = token_key(doc.title)
+            while lines and keep.count(False) < len(lines) and title_key:
+                first = keep.index(True)
+                if token_key(lines[first]) != title_key:
+                    break
+                keep[first] = False
+        if self.structure and hints:
+            self._drop_structural(lines, keep, hints)
+        if self.wording:
+            for i, line in enumerate(lines):
+                if keep[i] and (is_furniture_wording(line) or _CASED_RE.match(line)):
+                    keep[i] = False
+        if self.dedupe:
+            _drop_repeats(lines, keep)
+        text = "\n".join(line for line, k in zip(lines, keep, strict=True) if k)
+        return dataclasses.replace(doc, text=text, tags=list(doc.tags), extra=extra)
+
+    @staticmethod
+    def _drop_structural(lines: list[str], keep: list[bool], hints: dict) -> None:
+        captions = set(hints.get("captions", ()))
+        furniture = set(hints.get("furniture", ()))
+        links = set(hints.get("links", ()))
+        link_starts = {" ".join(key.split()[:2]) for key in links}
+        # 0: not link text, 1: the line is one link's text, 2: the line starts with a link (headline + teaser)
+        kind = [0] * len(lines)
+        for i, line in enumerate(lines):
+            bare = _BULLET.sub("", line)
+            lkey = line_key(bare)
+            if lkey in captions or lkey in furniture:
+                keep[i] = False
+            elif not _URLISH.match(bare):
+                # a link whose text is a URL was written out by the author as a reference: content
+                kind[i] = _link_kind(lkey, links, link_starts)
+        prose = [keep[i] and not kind[i] and len(_WORD.findall(line)) >= MIN_PROSE_WORDS
+                 for i, line in enumerate(lines)]
+        first_prose = prose.index(True) if any(prose) else len(lines)
+        last_prose = len(prose) - 1 - prose[::-1].index(True) if any(prose) else -1
+        for i in range(len(lines)):
+            if not kind[i]:
                 continue
-            if not out and title_key and key == title_key:
-                continue
-            seen.add(key)
-            out.append(line)
-        return dataclasses.replace(doc, text="\n".join(out), tags=list(doc.tags), extra=dict(doc.extra))
+            # a lone link line between paragraphs is usually the author's; runs and edges are navigation
+            in_run = (i > 0 and kind[i - 1]) or (i + 1 < len(lines) and kind[i + 1])
+            if in_run or i < first_prose or i > last_prose:
+                keep[i] = False
+
+
+MIN_PROSE_WORDS = 12
+"""Lines with at least this many words (and not link text) count as article prose for position rules."""
+
+MIN_HEADLINE_SHARE = 0.2
+"""A line starting with a link covering at least this share of its words is a headline + teaser item."""
+
+_URLISH = re.compile(r"^(https?://|www\.)\S+$|^\S+\.(com|org|net|co|io)(/\S*)?$", re.IGNORECASE)
+
+
+def _link_kind(lkey: str, links: set[str], link_starts: set[str]) -> int:
+    words = lkey.split()
+    if lkey in links:
+        return 1 if len(words) <= MAX_LINK_LINE_WORDS else 0
+    if len(words) < 3 or " ".join(words[:2]) not in link_starts:
+        return 0
+    shortest = max(2, round(MIN_HEADLINE_SHARE * len(words)))
+    for n in range(min(len(words) - 1, MAX_LINK_LINE_WORDS), shortest - 1, -1):
+        if " ".join(words[:n]) in links:
+            return 2
+    return 0
+
+
+def _drop_repeats(lines: list[str], keep: list[bool]) -> None:
+    keys = [token_key(line) for line in lines]
+    positions: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if keep[i]:
+            positions.setdefault(key, []).append(i)
+    for key, where in positions.items():
+        if len(where) < 2 or _TABLE_ROW.match(lines[where[0]]):
+            continue
+        if _is_recurring_label(key, where, keys):
+            continue
+        for i in where[1:]:
+            keep[i] = False
+
+
+def _is_recurring_label(key: str, where: list[int], keys: list[str]) -> bool:
+    """A short line seen 3+ times, each time before different text, is a template label, not a repeat.
+
+    Interview questions asked of several people, "Ingredients" / "Method" in a multi-recipe page and
+    "Pros" / "Cons" in a product round-up look like this; a caption or paragraph printed twice does not.
+    """
+    if len(where) < 3 or len(key.split()) > MAX_LABEL_WORDS:
+        return False
+    followers = [keys[i + 1] if i + 1 < len(keys) else "" for i in where]
+    return key not in followers and len(set(followers)) == len(followers)
+
+
+MAX_LABEL_WORDS = 25
+"""Recurring lines longer than this are paragraphs, which are never legitimately repeated."""

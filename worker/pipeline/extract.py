@@ -1,13 +1,69 @@
-"""Extract stage: HTML page -> main text + metadata, with trafilatura."""
+"""Extract stage: one HTML page -> main text (one paragraph per line) + metadata, with trafilatura.
+
+The page is parsed once; trafilatura works on a copy of that tree while we read structural hints
+from it (captions, link texts, furniture blocks) that the clean stage needs but that trafilatura's
+plain-text output no longer shows. The hints travel in ``Extracted.extra["hints"]`` as JSON-safe
+lists of normalised keys (see ``line_key``); the cleaner consumes and removes them.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import trafilatura
+from lxml import etree
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-"""Pages larger than this are truncated before parsing: bounds memory and parse time per task."""
+"""Pages larger than this are cut to this many bytes before parsing: bounds memory and CPU per task."""
+
+HINTS_KEY = "hints"
+"""Key in ``Extracted.extra`` under which the structural hints for the cleaner are passed."""
+
+TRAFILATURA_OPTIONS = {
+    "fast": True,
+    "include_comments": False,
+    "include_tables": True,
+    "include_images": False,
+    "include_links": False,
+    "favor_precision": False,
+    "favor_recall": False,
+}
+"""Chosen by measurement (benchmarks/extraction_quality.py): ``fast`` skips trafilatura's
+readability/jusText fallback, which on the benchmark costs ~30 % CPU and buys no F1 once our cleaner
+runs; comments are not article text."""
+
+MAX_HINT_CHARS = 600
+"""Caption or furniture blocks longer than this are ignored: a container that big is not a caption."""
+
+_FURNITURE_PREFIXES = (
+    "share", "sharing", "social", "newsletter", "subscri", "signup", "related", "recommend", "promo",
+    "advert", "sponsor", "cookie", "consent", "gdpr", "breadcrumb", "comment", "disqus", "outbrain",
+    "taboola", "trending", "popular", "readmore", "paywall", "pagination", "pager",
+)
+_FURNITURE_TOKENS = ("ad", "ads", "tags", "prev", "next", "follow", "toolbar", "byline")
+_CLASS_TOKEN = re.compile(r"[a-z]+")
+_FURNITURE_CLASS = re.compile(
+    r"(?<![a-z])(" + "|".join(_FURNITURE_PREFIXES) + r")|(?<![a-z])(" + "|".join(_FURNITURE_TOKENS)
+    + r")(?![a-z])"
+)
+MAX_FURNITURE_BOX_CHARS = 1500
+"""A share/related/newsletter box is small; a classed container bigger than this holds content too
+(page wrappers carry classes such as "has-cookie-banner" or "paywall")."""
+
+# one traversal of the tree for every hint: each extra "//" XPath is a full walk (~0.3 ms per page)
+_HINT_XPATH = etree.XPath(
+    "//a | //figcaption | //nav | //aside | //footer | //*[@role] | //*[@class or @id]"
+)
+_CAPTION_CLASS = re.compile(r"caption|credit")
+_NAV_ROLES = ("navigation",)
+_BOX_ROLES = ("complementary", "contentinfo")
+_LINE_BLOCKS = ("p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "dd", "dt", "figcaption", "td", "a")
+
+
+def line_key(text: str) -> str:
+    """Whitespace-collapsed, case-folded form of a line; what hints and cleaner lines are compared on."""
+    return " ".join(text.split()).casefold()
 
 
 @dataclass(slots=True)
@@ -26,30 +82,124 @@ class Extracted:
 
 
 class Extractor:
-    """Turns one HTML page into an ``Extracted`` record, or None when nothing is extractable."""
+    """Turns one HTML page into an ``Extracted`` record, or None when nothing is extractable.
 
-    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, **options) -> None:
+    ``options`` are passed to ``trafilatura.bare_extraction`` over our defaults (``TRAFILATURA_OPTIONS``);
+    ``hints=False`` skips collecting the structural hints the cleaner uses.
+    """
+
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, hints: bool = True, **options) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
+        if "deduplicate" in options:
+            # trafilatura's dedup cache is process-global: results would depend on earlier documents
+            raise ValueError("deduplicate is not supported: the clean stage dedupes per document")
         self.max_bytes = max_bytes
-        self.options = {"include_comments": False, "include_tables": True, **options}
+        self.hints = hints
+        self.options = {**TRAFILATURA_OPTIONS, **options}
 
-    def extract(self, html: str, url: str | None = None) -> Extracted | None:
+    def extract(self, html: str | bytes, url: str | None = None) -> Extracted | None:
         """Extract main text and metadata from ``html``; None when the page has no main text."""
+        html = _cap_size(html, self.max_bytes)
         if not html or not html.strip():
             return None
-        if len(html) > self.max_bytes:
-            html = html[: self.max_bytes]
-        doc = trafilatura.bare_extraction(html, url=url, with_metadata=True, **self.options)
+        try:
+            tree = trafilatura.load_html(html)
+        except (TypeError, ValueError):
+            return None
+        if tree is None:
+            return None
+        # bare_extraction works on its own copy when given a tree, so ours stays intact for the hints
+        doc = trafilatura.bare_extraction(tree, url=url, with_metadata=True, **self.options)
         if doc is None or not (doc.text or "").strip():
             return None
+        extra = {HINTS_KEY: page_hints(tree)} if self.hints else {}
         return Extracted(
             text=doc.text,
-            title=doc.title or None,
-            author=doc.author or None,
-            published=doc.date or None,
-            description=doc.description or None,
-            sitename=doc.sitename or None,
-            image=doc.image or None,
-            tags=list(doc.tags or []),
+            title=_clean_meta(doc.title),
+            author=_clean_meta(doc.author),
+            published=_clean_meta(doc.date),
+            description=_clean_meta(doc.description),
+            sitename=_clean_meta(doc.sitename),
+            image=_clean_meta(doc.image),
+            tags=_split_tags(doc.tags),
+            extra=extra,
         )
+
+
+def page_hints(tree: etree._Element) -> dict[str, list[str]]:
+    """Line keys of captions, link texts, furniture blocks and headings found in the page's HTML."""
+    captions: list = []
+    links: list = []
+    boxes: list = []
+    for el in _HINT_XPATH(tree):
+        tag = el.tag
+        if tag == "a":
+            links.append(el)
+            continue
+        if tag == "figcaption":
+            captions.append(el)
+            continue
+        role = el.get("role")
+        if tag == "nav" or role in _NAV_ROLES:
+            boxes.append((el, True))
+            continue
+        if tag in ("aside", "footer") or role in _BOX_ROLES:
+            boxes.append((el, False))
+            continue
+        attrs = f"{el.get('class', '')} {el.get('id', '')}".lower()
+        if _CAPTION_CLASS.search(attrs):
+            captions.append(el)
+        elif _FURNITURE_CLASS.search(attrs):
+            boxes.append((el, False))
+    furniture: set[str] = set()
+    for box, any_size in boxes:
+        if any_size or len(box.text_content()) <= MAX_FURNITURE_BOX_CHARS:
+            furniture.update(_texts(box.iter(_LINE_BLOCKS)))
+    return {"captions": sorted(_texts(captions)), "links": sorted(_texts(links)), "furniture": sorted(furniture)}
+
+
+def _texts(elements) -> set[str]:
+    out = set()
+    for el in elements:
+        key = line_key(el.text_content())
+        if key and len(key) <= MAX_HINT_CHARS:
+            out.add(key)
+    return out
+
+
+def _cap_size(html: str | bytes, max_bytes: int) -> str | bytes:
+    if isinstance(html, bytes):
+        return html[:max_bytes]
+    # a str of n characters is n..4n UTF-8 bytes: only encode when it might be over the cap
+    if len(html) * 4 <= max_bytes:
+        return html
+    data = html.encode("utf-8")
+    if len(data) <= max_bytes:
+        return html
+    return data[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _clean_meta(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = " ".join(str(value).split())
+    return value or None
+
+
+_TAG_SPLIT = re.compile(r"\s*[,;]\s*")
+
+
+def _split_tags(tags: list[str] | str | None) -> list[str]:
+    # trafilatura returns keywords as one comma-joined string per source meta tag
+    if not tags:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for item in tags:
+        for tag in _TAG_SPLIT.split(item or ""):
+            tag = " ".join(tag.split())
+            if tag and tag not in out:
+                out.append(tag)
+    return out
