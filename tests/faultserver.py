@@ -372,7 +372,10 @@ class FaultServer:
         self.host = host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"faultserver-{host}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits for one poll; keep test teardown quick
+            name=f"faultserver-{host}",
+            daemon=True,
         )
 
     @property
