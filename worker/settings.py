@@ -49,6 +49,18 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 5
 """Redirects followed before a fetch fails with ``too_many_redirects``."""
 
+DEFAULT_HOST_INTERVAL = 1.0
+"""Seconds between two requests to one host, across the whole fleet (a Crawl-delay can lengthen it)."""
+
+DEFAULT_ROBOTS_TTL = 3600.0
+"""Seconds a host's robots.txt is cached in Redis (RFC 9309 asks for no more than 24 hours)."""
+
+DEFAULT_ROBOTS_ERROR_TTL = 600.0
+"""Seconds an unreachable robots.txt (5xx, timeout) keeps a host disallowed before it is tried again."""
+
+DEFAULT_MAX_CRAWL_DELAY = 30.0
+"""Cap on a robots.txt Crawl-delay, in seconds."""
+
 DEFAULT_MAX_URL_LENGTH = 2048
 """Longest URL accepted at submission."""
 

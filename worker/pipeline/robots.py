@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from protego import Protego
 
 from worker.errors import InvalidURL, PermanentError, RateLimited, TransientError
+from worker.settings import DEFAULT_MAX_CRAWL_DELAY, DEFAULT_ROBOTS_ERROR_TTL, DEFAULT_ROBOTS_TTL
 
 DEFAULT_ROBOTS_MAX_BYTES = 500 * 1024
 """Bytes of robots.txt parsed (RFC 9309 asks for at least 500 KiB)."""
@@ -76,11 +77,11 @@ class RobotsPolicy:
         redis_client: Any,
         fetcher: RobotsFetcher,
         user_agent: str,
-        ttl: float = 3600.0,
+        ttl: float = DEFAULT_ROBOTS_TTL,
         key_prefix: str = "ingest",
-        max_crawl_delay: float = 30.0,
+        max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY,
         *,
-        error_ttl: float = 600.0,
+        error_ttl: float = DEFAULT_ROBOTS_ERROR_TTL,
         lock_timeout: float = 60.0,
         max_bytes: int = DEFAULT_ROBOTS_MAX_BYTES,
     ) -> None:
