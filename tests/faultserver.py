@@ -42,6 +42,7 @@ import codecs
 import gzip
 import html
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -365,10 +366,15 @@ class _Server(ThreadingHTTPServer):
 
 
 class FaultServer:
-    """One fault server on ``host``; a context manager. ``port=0`` picks a free port."""
+    """One fault server on ``host``; a context manager. ``port=0`` picks a free port; ``tls=(cert, key)``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None) -> None:
         self._server = _Server((host, port))
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
         self.host = host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -380,7 +386,7 @@ class FaultServer:
 
     @property
     def base(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         return self.base + path

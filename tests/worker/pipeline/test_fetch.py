@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import codecs
 import html
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -493,3 +496,79 @@ def test_fetch_text_reads_plain_text_and_truncates(fetcher: Fetcher, server: Fau
     r = fetcher.fetch_text(server.url("/robots.txt"), max_bytes=100)
     assert r.content_type == "text/plain"
     assert r.html.startswith("User-agent: *") and r.nbytes == 100
+
+
+# -- TLS with a pinned IP -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FaultServer, str]]:
+    """An HTTPS fault server whose self-signed certificate names only ``pinned.test``; yields (server, CA)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available to make a test certificate")
+    d: Path = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pinned.test",
+            "-addext",
+            "subjectAltName=DNS:pinned.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with FaultServer("127.0.0.1", tls=(cert, key)) as srv:
+        yield srv, cert
+
+
+def _resolve_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):  # noqa: ANN001, ANN202
+        if host == "pinned.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+def test_https_to_a_pinned_ip_verifies_the_certificate_for_the_name(
+    tls_server: tuple[FaultServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting to the vetted IP still sends SNI and checks the certificate against the host name."""
+    srv, ca = tls_server
+    _resolve_pinned(monkeypatch)
+    r = make_fetcher(ca_certs=ca).fetch(f"https://pinned.test:{srv.port}/echo")
+    assert r.status == 200 and f"Host: pinned.test:{srv.port}" in r.html
+
+
+def test_certificate_for_another_name_is_a_tls_error(tls_server: tuple[FaultServer, str]) -> None:
+    """A certificate that does not name the requested host fails with tls_error."""
+    srv, ca = tls_server
+    with pytest.raises(PermanentError) as info:
+        make_fetcher(ca_certs=ca).fetch(f"https://127.0.0.1:{srv.port}/echo")
+    assert info.value.reason == "tls_error"
+
+
+def test_untrusted_certificate_is_a_tls_error(
+    tls_server: tuple[FaultServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-signed certificate not in the trust store fails with tls_error."""
+    srv, _ = tls_server
+    _resolve_pinned(monkeypatch)
+    with pytest.raises(PermanentError) as info:
+        make_fetcher().fetch(f"https://pinned.test:{srv.port}/echo")
+    assert info.value.reason == "tls_error"
