@@ -69,12 +69,9 @@ _SNIFF_BYTES = 1024
 _POOLS_PER_THREAD = 16
 _DRAIN_MAX = 64 * 1024
 
-try:  # brotli is optional; advertise it only when we can decode it
-    import brotli  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the environment
-    brotli = None
-
-_ACCEPT_ENCODING = "gzip, deflate, br" if brotli is not None else "gzip, deflate"
+# Only codings zlib can inflate with an output limit: brotli has no such bound, so a br bomb could not be
+# stopped at the cap; we never advertise it and refuse it if sent anyway.
+_ACCEPT_ENCODING = "gzip, deflate"
 
 
 @dataclass(slots=True)
@@ -587,8 +584,6 @@ class _Decoder:
             self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif kind == "deflate":
             self._obj = zlib.decompressobj()
-        elif kind == "br" and brotli is not None:
-            self._obj = brotli.Decompressor()
         else:
             raise PermanentError("unsupported_encoding", f"{url}: Content-Encoding {kind}")
         self._kind = kind
@@ -597,9 +592,6 @@ class _Decoder:
         if self._obj is None:
             return data
         try:
-            if self._kind == "br":
-                # brotli has no output limit; chunks are 64 KiB so one step is bounded by its ratio.
-                return self._obj.process(data)
             self._pending += data
             out = self._zlib(limit)
             return out
@@ -629,7 +621,7 @@ class _Decoder:
         return bytes(out)
 
     def flush(self, limit: int) -> bytes:
-        if self._obj is None or self._kind == "br":
+        if self._obj is None:
             return b""
         out = self.feed(b"", limit) if self._pending else b""
         if hasattr(self._obj, "flush") and len(out) < limit:
