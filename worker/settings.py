@@ -139,6 +139,21 @@ DEFAULT_FLOWER_BASIC_AUTH = ""
 DEFAULT_FLOWER_DB = ""
 """File where Flower keeps its state across restarts; empty means in memory only."""
 
+DEFAULT_API_TOKEN = ""
+"""Bearer token ``ingest serve`` requires; empty means none, refused when bound to a non-loopback address."""
+
+DEFAULT_API_ADDRESS = "127.0.0.1"
+"""Address ``ingest serve`` (the HTTP submission API) listens on."""
+
+DEFAULT_API_PORT = 8808
+"""Port of ``ingest serve``."""
+
+DEFAULT_TRACKING_PARAMS = ""
+"""Comma-separated query parameters to strip at submission, on top of the built-in tracking list."""
+
+DEFAULT_SITEMAP_DEPTH = 3
+"""Levels of nested sitemap indexes followed below a submitted sitemap."""
+
 
 def _parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -191,6 +206,11 @@ class Settings:
     flower_port: int = DEFAULT_FLOWER_PORT
     flower_basic_auth: str = DEFAULT_FLOWER_BASIC_AUTH
     flower_db: str = DEFAULT_FLOWER_DB
+    api_token: str = DEFAULT_API_TOKEN
+    api_address: str = DEFAULT_API_ADDRESS
+    api_port: int = DEFAULT_API_PORT
+    tracking_params: str = DEFAULT_TRACKING_PARAMS
+    sitemap_depth: int = DEFAULT_SITEMAP_DEPTH
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
