@@ -383,8 +383,10 @@ def queue_depths(broker_url: str) -> dict[str, int]:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("--batch", default=None, help="Counters of one submission batch only.")
+@click.option("--watch", is_flag=True, help="Live table with rates, redrawn every --interval seconds.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between redraws.")
 @click.pass_context
-def stats(ctx: click.Context, as_json: bool, batch: str | None) -> None:
+def stats(ctx: click.Context, as_json: bool, batch: str | None, watch: bool, interval: float) -> None:
     """Counters of terminal states (fleet-wide) and queue depths."""
     import redis
 
@@ -394,6 +396,11 @@ def stats(ctx: click.Context, as_json: bool, batch: str | None) -> None:
     settings = _settings(ctx)
     url, _ = _use_broker(settings, start=False)
     settings = settings.replace(broker_url=url)
+    if watch:
+        from worker.ops.watch import watch as watch_live
+
+        watch_live(state_from_settings(settings), url, batch=batch, interval=interval)
+        return
     try:
         summary = summarize(state_from_settings(settings).counters(batch))
         summary["queues"] = queue_depths(url)
@@ -411,11 +418,17 @@ def stats(ctx: click.Context, as_json: bool, batch: str | None) -> None:
 @click.option("--reason", default=None, help="Only this reason code.")
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--dead", is_flag=True, help="One line per URL still failed: attempts, last reason and time.")
 @click.pass_context
-def failures(ctx: click.Context, reason: str | None, limit: int, as_json: bool) -> None:
-    """The newest skipped and failed URLs, with their reasons."""
+def failures(ctx: click.Context, reason: str | None, limit: int, as_json: bool, dead: bool) -> None:
+    """The newest skipped and failed URLs, with their reasons (``--dead``: failed URLs to retry)."""
     from worker.runner import state_from_settings
 
+    if dead:
+        from worker.ops.deadletters import print_dead_letters
+
+        print_dead_letters(ctx, reason, limit, as_json)
+        return
     settings = _settings(ctx)
     url, _ = _use_broker(settings, start=False)
     events = state_from_settings(settings.replace(broker_url=url)).failures(limit, reason)
@@ -463,6 +476,16 @@ def extract(files: tuple[str, ...], url: str | None) -> None:
 
 
 # -- commands defined elsewhere: one add_command line each, keep this block at the end ----------------------
+
+from worker.ops.deadletters import retry_failed_command  # noqa: E402
+from worker.ops.export import export_command  # noqa: E402
+from worker.ops.flower import flower_command  # noqa: E402
+from worker.ops.metrics import metrics_command  # noqa: E402
+
+main.add_command(retry_failed_command)
+main.add_command(export_command)
+main.add_command(flower_command)
+main.add_command(metrics_command)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
@@ -60,8 +61,10 @@ redis.call('EXPIRE', KEYS[3], bttl)
 return out
 """
 
-# KEYS: urls, counters, batch, failures stream. ARGV: id, token, code, state, reason, now, batch_ttl,
-# maxlen, event json. Returns 1 when this call moved the URL to its terminal state, else 0.
+# KEYS: urls, counters, batch, failures stream, dead letters hash, dead letters index (zset by time), metrics
+# hash, failing domains (zset). ARGV: id, token, code, state, reason, now, batch_ttl, maxlen, event json,
+# dead-letter json (an object starting with "reason", without attempts), domain, then metric field/increment
+# pairs. Returns 1 when this call moved the URL to its terminal state, else 0 (re-delivery: nothing counted).
 _FINISH = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v ~= 'q:' .. ARGV[2] then return 0 end
@@ -74,8 +77,107 @@ redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
 if ARGV[3] == 'f' or ARGV[3] == 'k' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[9])
 end
+if ARGV[3] == 'f' then
+  -- dead letter: last reason, time and attempts per URL, bounded to maxlen entries (oldest dropped)
+  local old = redis.call('HGET', KEYS[5], ARGV[1])
+  local attempts = 1
+  if old then attempts = (tonumber(string.match(old, '^{"attempts": (%d+),')) or 0) + 1 end
+  redis.call('HSET', KEYS[5], ARGV[1], '{"attempts": ' .. attempts .. ', ' .. string.sub(ARGV[10], 2))
+  redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1])
+  local extra = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[8])
+  if extra > 0 then
+    for _, oid in ipairs(redis.call('ZRANGE', KEYS[6], 0, extra - 1)) do redis.call('HDEL', KEYS[5], oid) end
+    redis.call('ZREMRANGEBYRANK', KEYS[6], 0, extra - 1)
+  end
+  if ARGV[11] ~= '' then
+    redis.call('ZINCRBY', KEYS[8], 1, ARGV[11])
+    -- bounded: past 2000 domains keep the 1000 failing most
+    if redis.call('ZCARD', KEYS[8]) > 2000 then redis.call('ZREMRANGEBYRANK', KEYS[8], 0, 999) end
+  end
+elseif redis.call('HDEL', KEYS[5], ARGV[1]) == 1 then
+  redis.call('ZREM', KEYS[6], ARGV[1])
+end
+for i = 12, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[7], ARGV[i], ARGV[i + 1]) end
 return 1
 """
+
+# KEYS: urls, counters, batch, dead letters hash. ARGV: now, batch_ttl, then url ids. A URL still failed is
+# queued again and leaves ``failed`` (and ``failed:<reason>``) now; it is counted in its new terminal
+# state when it finishes. Fleet-wide ``submitted`` is unchanged (the URL was submitted once); the retry
+# batch counts it as submitted so that batch adds up on its own. Returns a token or false per id.
+_CLAIM_FAILED = """
+local out, n = {}, 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local v = redis.call('HGET', KEYS[1], id)
+  if v and string.sub(v, 1, 1) == 'f' then
+    local token = string.format('%.6f', tonumber(ARGV[1])) .. '.r' .. (i - 2)
+    redis.call('HSET', KEYS[1], id, 'q:' .. token)
+    redis.call('HINCRBY', KEYS[2], 'failed', -1)
+    local entry = redis.call('HGET', KEYS[4], id)
+    local reason = entry and string.match(entry, '"reason": "([^"]*)"')
+    if reason and reason ~= '' then redis.call('HINCRBY', KEYS[2], 'failed:' .. reason, -1) end
+    out[#out + 1] = token
+    n = n + 1
+  else
+    out[#out + 1] = false
+  end
+end
+if n > 0 then
+  redis.call('HINCRBY', KEYS[3], 'submitted', n)
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
+end
+return out
+"""
+
+# KEYS as _CLAIM_FAILED. ARGV: now, then id/token pairs. Puts back claims whose tasks could not be sent.
+_RELEASE_FAILED = """
+local n = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[1], id) == 'q:' .. ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], id, 'f:' .. ARGV[1])
+    redis.call('HINCRBY', KEYS[2], 'failed', 1)
+    local entry = redis.call('HGET', KEYS[4], id)
+    local reason = entry and string.match(entry, '"reason": "([^"]*)"')
+    if reason and reason ~= '' then redis.call('HINCRBY', KEYS[2], 'failed:' .. reason, 1) end
+    n = n + 1
+  end
+end
+redis.call('HINCRBY', KEYS[3], 'submitted', -n)
+return n
+"""
+
+FETCH_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds of the fetch latency histogram (seconds)."""
+
+PROCESS_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds of the process (extract .. store) latency histogram (seconds)."""
+
+DOMAIN_FAILURES_KEPT = 1000
+"""Domains kept in the failing-domains ranking (at least; trimmed when it doubles)."""
+
+
+def observation_fields(
+    *,
+    fetch_seconds: float | None = None,
+    process_seconds: float | None = None,
+    fetched_bytes: int | None = None,
+) -> list[Any]:
+    """Metric hash field/increment pairs for one finished URL: histogram buckets, counts, sums, bytes."""
+    out: list[Any] = []
+    for name, value, bounds in (
+        ("fetch_seconds", fetch_seconds, FETCH_SECONDS_BUCKETS),
+        ("process_seconds", process_seconds, PROCESS_SECONDS_BUCKETS),
+    ):
+        if value is None:
+            continue
+        le = next((f"{b:g}" for b in bounds if value <= b), "+Inf")
+        # one non-cumulative bucket per observation; the exporter sums them into Prometheus' cumulative form
+        out += [f"{name}:bucket:{le}", 1, f"{name}:count", 1, f"{name}:sum", f"{value:.6f}"]
+    if fetched_bytes is not None:
+        out += ["fetched_bytes", int(fetched_bytes)]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +209,8 @@ class StateStore:
         self.failures_max = failures_max
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
+        self._claim_failed = client.register_script(_CLAIM_FAILED)
+        self._release_failed = client.register_script(_RELEASE_FAILED)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StateStore:
@@ -139,8 +243,14 @@ class StateStore:
         batch: str,
         url: str = "",
         detail: str = "",
+        metrics: Sequence[Any] = (),
     ) -> bool:
-        """Move a claimed URL to its terminal state; False when it was already finished (re-delivery)."""
+        """Move a claimed URL to its terminal state; False when it was already finished (re-delivery).
+
+        A failed URL gets a dead letter (last reason, time, attempts); any other end removes it.
+        ``metrics`` are ``observation_fields(...)`` pairs, counted only when this call finishes the URL.
+        """
+        now = time.time()
         event = json.dumps(
             {
                 "url": url,
@@ -148,26 +258,92 @@ class StateStore:
                 "state": state,
                 "reason": reason,
                 "detail": detail[:500],
-                "at": time.time(),
+                "at": now,
                 "batch": batch,
             }
         )
+        dead = json.dumps(
+            {"reason": reason, "url": url, "id": url_id, "detail": detail[:500], "at": now, "batch": batch}
+        )
         return bool(
             self._finish(
-                keys=[self.key("urls"), self.key("counters"), self.key("batch", batch), self.key("failures")],
+                keys=[
+                    self.key("urls"),
+                    self.key("counters"),
+                    self.key("batch", batch),
+                    self.key("failures"),
+                    self.key("dead"),
+                    self.key("dead", "at"),
+                    self.key("metrics"),
+                    self.key("failing_domains"),
+                ],
                 args=[
                     bytes.fromhex(url_id),
                     token,
                     _STATE_CODE[state],
                     state,
                     reason,
-                    f"{time.time():.6f}",
+                    f"{now:.6f}",
                     self.batch_ttl,
                     self.failures_max,
                     event,
+                    dead,
+                    _domain(url),
+                    *metrics,
                 ],
             )
         )
+
+    def dead_letters(self, reason: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """URLs whose last end was ``failed``, newest first: url, id, reason, detail, attempts, at, batch."""
+        out: list[dict[str, Any]] = []
+        ids: list[bytes] = []
+        for field, raw in self.r.hscan_iter(self.key("dead"), count=1000):
+            entry = json.loads(raw)
+            if reason is None or entry.get("reason") == reason:
+                out.append(entry)
+                ids.append(field)
+        if ids:  # an entry outlives its failure only until the next finish; check the URL is still failed
+            states = self.r.hmget(self.key("urls"), ids)
+            out = [e for e, st in zip(out, states, strict=True) if st is not None and st[:1] == b"f"]
+        out.sort(key=lambda e: e.get("at", 0), reverse=True)
+        return out[:limit] if limit is not None else out
+
+    def claim_failed(self, url_ids: Sequence[str], *, batch: str) -> list[Claim | None]:
+        """Queue failed URLs again (retry); None for ids that are no longer failed."""
+        if not url_ids:
+            return []
+        tokens = self._claim_failed(
+            keys=[self.key("urls"), self.key("counters"), self.key("batch", batch), self.key("dead")],
+            args=[f"{time.time():.6f}", self.batch_ttl, *(bytes.fromhex(i) for i in url_ids)],
+        )
+        return [
+            Claim(uid, tok.decode() if isinstance(tok, bytes) else tok) if tok else None
+            for uid, tok in zip(url_ids, tokens, strict=True)
+        ]
+
+    def release_failed(self, claims: Sequence[Claim], *, batch: str) -> int:
+        """Undo ``claim_failed`` for claims whose tasks could not be sent: back to ``failed``."""
+        if not claims:
+            return 0
+        args: list[Any] = [f"{time.time():.6f}"]
+        for c in claims:
+            args += [bytes.fromhex(c.url_id), c.token]
+        return int(
+            self._release_failed(
+                keys=[self.key("urls"), self.key("counters"), self.key("batch", batch), self.key("dead")],
+                args=args,
+            )
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Raw metric fields (histogram buckets, counts, sums, bytes) written by ``finish``."""
+        return {k.decode(): float(v) for k, v in self.r.hgetall(self.key("metrics")).items()}
+
+    def failing_domains(self, top: int = 20) -> list[tuple[str, int]]:
+        """Domains with the most failed URLs, most first."""
+        rows = self.r.zrevrange(self.key("failing_domains"), 0, top - 1, withscores=True)
+        return [(d.decode(), int(n)) for d, n in rows]
 
     def reject(self, n: int, reason: str, *, batch: str, urls: Iterable[str] = ()) -> None:
         """Count ``n`` submitted URLs that never got an id (invalid) as ``skipped:<reason>``."""
@@ -194,6 +370,20 @@ class StateStore:
         code = v[:1].decode()
         return "queued" if code == "q" else {c: s for s, c in _STATE_CODE.items()}[code]
 
+    def validators(self, url_id: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) kept from the last time this URL was stored, for a conditional GET."""
+        raw = self.r.hget(self.key("validators"), bytes.fromhex(url_id))
+        if not raw:
+            return None, None
+        data = json.loads(raw)
+        return data.get("e"), data.get("m")
+
+    def set_validators(self, url_id: str, etag: str | None, last_modified: str | None) -> None:
+        """Keep a stored page's validators (nothing is kept when it sent none)."""
+        if etag or last_modified:
+            value = json.dumps({"e": etag, "m": last_modified}, separators=(",", ":"))
+            self.r.hset(self.key("validators"), bytes.fromhex(url_id), value)
+
     def content_owner(self, content_hash: str, url_id: str) -> str:
         """Register ``url_id`` as the owner of this text hash; return the owner (the first one wins)."""
         key = self.key("content")
@@ -219,6 +409,14 @@ class StateStore:
             if len(out) >= count:
                 break
         return out
+
+
+def _domain(url: str) -> str:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+    return host.removeprefix("www.")
 
 
 def summarize(counters: dict[str, int]) -> dict[str, Any]:

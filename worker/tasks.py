@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from functools import cache
 from typing import Any
 
@@ -13,6 +14,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from worker.celery_app import app, settings
 from worker.errors import RateLimited, TransientError
 from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error
+from worker.state import observation_fields
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ def retry_delay(retries: int, exc: TransientError) -> float:
 def fetch(self: Any, job: dict[str, Any]) -> str:
     """Fetch one URL; hand the page to ``ingest.process`` or record why it ended here."""
     p, j = pipeline(), Job.from_dict(job)
+    started = time.monotonic()
     try:
         page = p.fetch_job(j)
     except TransientError as exc:
@@ -51,7 +54,7 @@ def fetch(self: Any, job: dict[str, Any]) -> str:
     else:
         process.apply_async((job, page))
         return "fetched"
-    p.finish(j, outcome)
+    p.finish(j, outcome, observation_fields(fetch_seconds=time.monotonic() - started))
     return outcome.state
 
 
@@ -64,6 +67,7 @@ def fetch(self: Any, job: dict[str, Any]) -> str:
 def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
     """Extract, clean, dedupe, enrich and store one fetched page, then record its terminal state."""
     p, j = pipeline(), Job.from_dict(job)
+    started = time.monotonic()
     try:
         outcome = p.process_job(j, page)
     except SoftTimeLimitExceeded:
@@ -72,7 +76,13 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
         if not hasattr(exc, "reason"):
             log.exception("processing of %s crashed", j.url)
         outcome = outcome_for_error(exc)
-    p.finish(j, outcome)
+    # counted once per URL, by the finish that ends it, so re-deliveries do not skew the histograms
+    metrics = observation_fields(
+        fetch_seconds=page.get("elapsed"),
+        process_seconds=time.monotonic() - started,
+        fetched_bytes=page.get("nbytes"),
+    )
+    p.finish(j, outcome, metrics)
     return outcome.state
 
 
