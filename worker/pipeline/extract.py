@@ -51,13 +51,10 @@ MAX_FURNITURE_BOX_CHARS = 1500
 """A share/related/newsletter box is small; a classed container bigger than this holds content too
 (page wrappers carry classes such as "has-cookie-banner" or "paywall")."""
 
-# one traversal of the tree for every hint: each extra "//" XPath is a full walk (~0.3 ms per page)
-_HINT_XPATH = etree.XPath(
-    "//a | //figcaption | //nav | //aside | //footer | //*[@role] | //*[@class or @id]"
-)
 _CAPTION_CLASS = re.compile(r"caption|credit")
-_NAV_ROLES = ("navigation",)
-_BOX_ROLES = ("complementary", "contentinfo")
+_NAV_ROLES = frozenset({"navigation", "menu", "menubar"})
+_BOX_ROLES = frozenset({"complementary", "contentinfo", "banner", "dialog", "alertdialog"})
+_BOX_TAGS = frozenset({"nav", "aside", "footer"})
 _LINE_BLOCKS = ("p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "dd", "dt", "figcaption", "td", "a")
 
 
@@ -113,7 +110,11 @@ class Extractor:
         doc = trafilatura.bare_extraction(tree, url=url, with_metadata=True, **self.options)
         if doc is None or not (doc.text or "").strip():
             return None
-        extra = {HINTS_KEY: page_hints(tree)} if self.hints else {}
+        extra = {}
+        if self.hints:
+            extra[HINTS_KEY] = page_hints(tree)
+            # section headings as trafilatura kept them: the cleaner scopes duplicate detection by section
+            extra[HINTS_KEY]["headings"] = [line_key("".join(h.itertext())) for h in doc.body.iter("head")]
         return Extracted(
             text=doc.text,
             title=_clean_meta(doc.title),
@@ -128,11 +129,13 @@ class Extractor:
 
 
 def page_hints(tree: etree._Element) -> dict[str, list[str]]:
-    """Line keys of captions, link texts, furniture blocks and headings found in the page's HTML."""
-    captions: list = []
+    """Line keys of captions, link texts and furniture blocks found in the page's HTML structure."""
     links: list = []
-    boxes: list = []
-    for el in _HINT_XPATH(tree):
+    captions: list = []
+    boxes: list = []  # (element, size_limited)
+    verdicts: dict[str, int] = {}  # class string -> 0 none, 1 caption, 2 furniture; pages reuse few classes
+    # one Python pass over the tree: each extra "//" XPath is another full walk (~0.3 ms per page)
+    for el in tree.iter():
         tag = el.tag
         if tag == "a":
             links.append(el)
@@ -140,23 +143,36 @@ def page_hints(tree: etree._Element) -> dict[str, list[str]]:
         if tag == "figcaption":
             captions.append(el)
             continue
+        if tag in _BOX_TAGS:
+            boxes.append((el, tag != "nav"))
+            continue
         role = el.get("role")
-        if tag == "nav" or role in _NAV_ROLES:
-            boxes.append((el, True))
+        if role is not None and (role in _NAV_ROLES or role in _BOX_ROLES):
+            boxes.append((el, role not in _NAV_ROLES))
             continue
-        if tag in ("aside", "footer") or role in _BOX_ROLES:
-            boxes.append((el, False))
+        cls = el.get("class")
+        if not cls:
             continue
-        attrs = f"{el.get('class', '')} {el.get('id', '')}".lower()
-        if _CAPTION_CLASS.search(attrs):
+        verdict = verdicts.get(cls)
+        if verdict is None:
+            low = cls.lower()
+            verdict = 1 if _CAPTION_CLASS.search(low) else 2 if _FURNITURE_CLASS.search(low) else 0
+            verdicts[cls] = verdict
+        if verdict == 1:
             captions.append(el)
-        elif _FURNITURE_CLASS.search(attrs):
-            boxes.append((el, False))
+        elif verdict == 2:
+            boxes.append((el, True))
     furniture: set[str] = set()
-    for box, any_size in boxes:
-        if any_size or len(box.text_content()) <= MAX_FURNITURE_BOX_CHARS:
+    taken: set = set()
+    for box, size_limited in boxes:
+        # boxes nest (a share bar inside a footer): a box inside a taken one adds nothing
+        if any(parent in taken for parent in box.iterancestors()):
+            continue
+        if not size_limited or len(box.text_content()) <= MAX_FURNITURE_BOX_CHARS:
+            taken.add(box)
             furniture.update(_texts(box.iter(_LINE_BLOCKS)))
-    return {"captions": sorted(_texts(captions)), "links": sorted(_texts(links)), "furniture": sorted(furniture)}
+    return {"captions": sorted(_texts(captions)), "links": sorted(_texts(links)),
+            "furniture": sorted(furniture)}
 
 
 def _texts(elements) -> set[str]:
