@@ -26,7 +26,12 @@ def test_failed_url_keeps_last_reason_attempts_and_time(redis_client):
     _fail(state, reason="http_503")
     _fail(state, reason="timeout", batch="b2")
     (letter,) = state.dead_letters()
-    assert (letter["url"], letter["reason"], letter["attempts"], letter["detail"]) == (URL, "timeout", 2, "boom")
+    assert (letter["url"], letter["reason"], letter["attempts"], letter["detail"]) == (
+        URL,
+        "timeout",
+        2,
+        "boom",
+    )
     assert letter["at"] > 0
 
 
@@ -42,7 +47,9 @@ def test_retried_url_leaves_failed_when_queued_and_counts_once_when_stored(redis
     s = summarize(state.counters())
     assert (s["submitted"], s["stored"], s["failed"], s["pending"]) == (1, 1, 0, 0)
     assert state.dead_letters() == []
-    assert summarize(state.counters("retry"))["stored"] == summarize(state.counters("retry"))["submitted"] == 1
+    assert (
+        summarize(state.counters("retry"))["stored"] == summarize(state.counters("retry"))["submitted"] == 1
+    )
 
 
 def test_url_no_longer_failed_is_not_claimed_for_retry(redis_client):
