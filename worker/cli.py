@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from producers.cli import source_options
 from worker.settings import Settings
 
 console = Console(stderr=True)
@@ -95,16 +96,22 @@ def _use_broker(settings: Settings, *, start: bool) -> tuple[str, bool]:
 @main.command()
 @click.argument("urls", nargs=-1)
 @click.option("-f", "--file", "files", multiple=True, help="File of URLs, one a line ('-' for stdin).")
+@source_options
 @click.option("--force", is_flag=True, help="Queue URLs even if they were stored before.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def submit(
-    ctx: click.Context, urls: tuple[str, ...], files: tuple[str, ...], force: bool, as_json: bool
+    ctx: click.Context,
+    urls: tuple[str, ...],
+    files: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+    **sources: tuple[str, ...],
 ) -> None:
-    """Validate URLs and queue them for the workers."""
+    """Validate URLs (positional, files, stdin, feeds, sitemaps) and queue them for the workers."""
     settings = _settings(ctx)
     _use_broker(settings, start=False)
-    result = _submit(urls, files, force, settings)
+    result = _submit(urls, files, force, settings, **sources)
     if as_json:
         click.echo(
             json.dumps(
@@ -122,16 +129,18 @@ def submit(
         console.print(f"[yellow]rejected[/] {url!r}: {reason}")
     console.print(
         f"batch {result.batch}: {result.accepted} accepted, {result.duplicates} already seen, "
-        f"{len(result.rejected)} rejected"
+        f"{result.rejected_total} rejected"
     )
 
 
-def _submit(urls: tuple[str, ...], files: tuple[str, ...], force: bool, settings: Settings) -> Any:
-    from producers import BrokerUnavailable, submit
+def _submit(
+    urls: tuple[str, ...], files: tuple[str, ...], force: bool, settings: Settings, **sources: tuple[str, ...]
+) -> Any:
+    from producers import BrokerUnavailable
+    from producers.cli import submit_command_sources
 
-    stream, source = _urls(urls, files)
     try:
-        return submit(stream, source=source, force=force, max_url_length=settings.max_url_length)
+        return submit_command_sources(settings, urls=urls, files=files, force=force, **sources)
     except BrokerUnavailable as exc:
         console.print(f"[red]error:[/] {exc}")
         raise SystemExit(3) from None
@@ -254,6 +263,7 @@ def worker(
 @main.command()
 @click.argument("urls", nargs=-1)
 @click.option("-f", "--file", "files", multiple=True, help="File of URLs, one a line ('-' for stdin).")
+@source_options
 @click.option("--force", is_flag=True, help="Fetch URLs even if they were stored before.")
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes of the process worker.")
 @click.option("--fetch-concurrency", type=int, default=None, help="Threads of the fetch worker.")
@@ -269,11 +279,12 @@ def run(
     fetch_concurrency: int | None,
     timeout: float | None,
     as_json: bool,
+    **sources: tuple[str, ...],
 ) -> None:
     """All in one: broker (embedded unless configured), local workers, submit, wait, summary."""
     settings = _settings(ctx)
-    if not urls and not files:
-        raise click.UsageError("give URLs or -f FILE")
+    if not urls and not files and not any(sources.values()):
+        raise click.UsageError("give URLs, -f FILE, --feed, --sitemap or --feeds-file")
     from worker.embedded import EmbeddedRedis
 
     url, started = _use_broker(settings, start=True)
@@ -288,7 +299,7 @@ def run(
     t0 = time.monotonic()
     summary: dict[str, Any] = {}
     try:
-        result = _submit(urls, files, force, settings)
+        result = _submit(urls, files, force, settings, **sources)
         summary = _wait(result.batch, procs, timeout, settings)
     finally:
         stop_workers(procs)
@@ -486,6 +497,12 @@ main.add_command(retry_failed_command)
 main.add_command(export_command)
 main.add_command(flower_command)
 main.add_command(metrics_command)
+
+from producers.cli import serve as serve_command  # noqa: E402
+from producers.cli import watch as watch_command  # noqa: E402
+
+main.add_command(watch_command)
+main.add_command(serve_command)
 
 
 if __name__ == "__main__":
