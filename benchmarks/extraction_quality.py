@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, pred in preds.items():
             slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
             out = {k: {"articleBody": v} for k, v in pred.items()}
-            (args.save_preds / f"{slug}.json").write_text(json.dumps(out, ensure_ascii=False), encoding="utf8")
+            path = args.save_preds / f"{slug}.json"
+            path.write_text(json.dumps(out, ensure_ascii=False), encoding="utf8")
 
     raw_names = [n for n in systems if n.startswith("trafilatura")]
     header = (f"{'system':<36} {'F1':>14} {'precision':>9} {'recall':>7} {'accuracy':>8} "

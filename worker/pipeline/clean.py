@@ -42,8 +42,6 @@ _FURNITURE_PATTERNS = [
     r"^(share|share this( article| story| post| page)?|share on \w+|tweet|email|e-mail|print|print article"
     r"|order reprints|reprints?|save|save article|copy link|link copied|facebook|twitter|whatsapp|pinterest"
     r"|linkedin|reddit|telegram|messenger|flipboard|comment|comments)\W*$",
-    r"\b(sign up|signing up|subscribe|subscribing|subscription|newsletters?|inbox)\b.*"
-    r"\b(newsletters?|inbox|updates|emails?|free|today|now|here|latest|alerts?|daily|weekly|for)\b",
     r"^(follow|like) (us|@\w+|\w+ on (facebook|twitter|instagram|x|youtube|linkedin|tiktok))\b",
     r"\bfollow (us|him|her|them|@\w+|\w+) on (facebook|twitter|instagram|x|youtube|linkedin|tiktok)\b",
     r"^(like this (story|article)\?|enjoyed this (story|article)\?|share (it|this) with)",
@@ -52,31 +50,31 @@ _FURNITURE_PATTERNS = [
     r"\bclick to tweet$",
     r"\b(download|get) (the|our) [\w\s]{0,30}\bapp\b",
     r"^thanks? (you )?for (signing up|subscribing)\b",
-    r"^(sorry!?|an error (has )?occurred|there was an error)\b",
+    r"^(sorry!?|an error (has )?occurred.*|there was an error.*)$",
     # comment widgets and counters
     r"^(\d+\s+)?(comments?|replies|responses)\s*(\(\d+\))?\W*$",
     r"^comments?\s*[:(]?\s*\d+\)?$",
     r"^(sort(ed)? by|order by)\s*:?\s*(newest|oldest|best|top|popular|most recent|relevance)",
     r"^(newest|oldest|best|top rated|most popular)( first)?$",
     r"^(leave a (reply|comment)|post a comment|add a comment|write a comment|show comments|view comments"
-    r"|load(ing)? comments|join the (discussion|conversation)|comments are closed|be the first to comment"
-    r"|want to join the discussion|conversation|discussion)\b",
-    # read-more / related / navigation
-    r"^(read more|read next|read also|also read|read the full( story| article)?|keep reading|see also|see more"
-    r"|related|related (articles?|stories|posts|coverage|content|links|news|topics)|more (stories|news|articles)"
-    r"|more from\b|more on this\b|recommended( for you| stories| articles| reading)?|you (may|might) also like"
-    r"|don.t miss|most (popular|read|viewed|shared)|popular( on\b| now| stories)?|trending( now| stories)?"
-    r"|what to read next|up next|top stories|latest (news|stories)|editor.s picks)\b",
-    r"^(«|‹|<|←|<<)?\s*(PREV|PREVIOUS|NEXT|Prev|Previous|Next)\s*(article|story|post|page|slide)?\s*"
-    r"(»|›|>|→|>>)?\s*:?$",
-    r"^(PREV|PREVIOUS|NEXT)\b",
+    r"|load(ing)? comments|comments are closed|be the first to comment|want to join the discussion)\b",
+    r"^(join the (discussion|conversation)|conversation|discussion)\W*$",
+    # read-more / related / navigation labels, alone or introducing a headline
+    r"^(read more|read next|read also|also read|keep reading|see also|see more|more|related"
+    r"|related (articles?|stories|posts|coverage|content|links|news|topics)"
+    r"|more (stories|news|articles|videos)"
+    r"|recommended( for you| stories| articles| reading)?|you (may|might) also (like|enjoy)|don.t miss"
+    r"|most (popular|read|viewed|shared)|popular( now| stories)?|trending( now| stories)?|what to read next"
+    r"|up next|top stories|latest (news|stories|videos)|editor.s picks|in other news)\W*$",
+    r"^(read more|read next|read also|also read|see also|related|more|don.t miss|watch|listen"
+    r"|read the full (story|article)|continue reading)\s*[:|»>]",
+    r"^read more (from|at|on)\b",
+    r"^(more from|popular on|more stories from|more news from)\b",
+    r"^(«|‹|<|←|<<)?\s*(prev|previous|next)\s*(article|story|post|page|slide)?\s*(»|›|>|→|>>)?\s*:?$",
     r"^(«|‹|←|<<)\s*\w|\w\s*(»|›|→|>>)$",
     r"^(back to top|go to top|home|menu|skip to (main )?content|toggle navigation|search)\W*$",
     r"^tags?\s*:?(\s|$)",
     r"^(topics|categories|filed under|posted in)\s*:",
-    # cookie notices
-    r"\b(we|this (web)?site) uses? cookies\b|\bcookie (policy|settings|preferences|consent)\b"
-    r"|\baccept (all )?cookies\b",
     # copyright and photo credits
     r"^(copyright|©|\(c\)|ⓒ)",
     r"\ball rights reserved\b",
@@ -86,6 +84,22 @@ _FURNITURE_PATTERNS = [
     r"^(getty images|shutterstock|ap photo|afp|reuters|epa|istock)\b.{0,40}$",
 ]
 _FURNITURE_RE = re.compile("|".join(f"(?:{p})" for p in _FURNITURE_PATTERNS), re.IGNORECASE)
+
+MAX_PROMPT_WORDS = 40
+"""Newsletter prompts and cookie notices run longer than labels, but their wording is specific enough."""
+
+_PROMPT_PATTERNS = [
+    # newsletter / alert sign-up prompts: an imperative plus what you sign up for
+    r"^\W*(sign up|signup|subscribe|register|join|get|receive|want|stay|never miss|don.t miss"
+    r"|enter your e-?mail)"
+    r"\b.{0,200}\b(newsletters?|inbox|e-?mails?|alerts|briefing|updates)\b",
+    r"\b(sign up|subscribe) (for|to) (our|the|this)\b.{0,80}"
+    r"\b(newsletters?|e-?mails?|alerts|briefing|updates)\b",
+    # cookie notices
+    r"\b(we|this (web)?site|our (web)?site) uses? cookies\b|\bcookie (policy|settings|preferences|consent)\b"
+    r"|\baccept (all )?cookies\b",
+]
+_PROMPT_RE = re.compile("|".join(f"(?:{p})" for p in _PROMPT_PATTERNS), re.IGNORECASE)
 # PREV/NEXT must stay case-sensitive: "Next, the committee..." is prose
 _CASED_RE = re.compile(r"^(PREV|PREVIOUS|NEXT)\b")
 
@@ -98,9 +112,9 @@ def token_key(text: str) -> str:
 def is_furniture_wording(line: str) -> bool:
     """True when a short line reads like a page-furniture label or prompt rather than prose."""
     words = len(_WORD.findall(line))
-    if words > MAX_FURNITURE_WORDS:
-        return False
-    return bool(_FURNITURE_RE.search(line))
+    if words <= MAX_FURNITURE_WORDS and _FURNITURE_RE.search(line):
+        return True
+    return words <= MAX_PROMPT_WORDS and bool(_PROMPT_RE.search(line))
 
 
 class Cleaner:
