@@ -109,12 +109,15 @@ def token_key(text: str) -> str:
     return " ".join(_WORD.findall(text.casefold()))
 
 
-def is_furniture_wording(line: str) -> bool:
+def is_furniture_wording(line: str, words: int | None = None) -> bool:
     """True when a short line reads like a page-furniture label or prompt rather than prose."""
-    words = len(_WORD.findall(line))
+    if words is None:
+        words = len(_WORD.findall(line))
+    if words > MAX_PROMPT_WORDS:
+        return False
     if words <= MAX_FURNITURE_WORDS and _FURNITURE_RE.search(line):
         return True
-    return words <= MAX_PROMPT_WORDS and bool(_PROMPT_RE.search(line))
+    return bool(_PROMPT_RE.search(line))
 
 
 class Cleaner:
@@ -138,25 +141,30 @@ class Cleaner:
         """Drop repeated paragraphs, furniture lines and a leading repeat of the title."""
         extra = dict(doc.extra)
         hints = extra.pop(HINTS_KEY, None) or {}
-        lines = [" ".join(raw.split()) for raw in doc.text.split("\n")]
-        lines = [line for line in lines if _WORD.search(line)]
+        lines, keys = [], []
+        for raw in doc.text.split("\n"):
+            key = token_key(raw)
+            if key:  # lines without a single word (separators, stray punctuation) carry no text
+                lines.append(" ".join(raw.split()))
+                keys.append(key)
+        words = [key.count(" ") + 1 for key in keys]
         keep = [True] * len(lines)
         headings = set(hints.get("headings", ()))
         if self.drop_title:
-            _drop_leading_repeats(lines, keep, doc, headings)
+            _drop_leading_repeats(keys, lines, keep, doc, headings)
         if self.structure and hints:
-            self._drop_structural(lines, keep, hints)
+            self._drop_structural(lines, words, keep, hints)
         if self.wording:
             for i, line in enumerate(lines):
-                if keep[i] and (is_furniture_wording(line) or _CASED_RE.match(line)):
+                if keep[i] and (is_furniture_wording(line, words[i]) or _CASED_RE.match(line)):
                     keep[i] = False
         if self.dedupe:
-            _drop_repeats(lines, keep, headings, self.dedupe_scope)
+            _drop_repeats(keys, lines, keep, headings, self.dedupe_scope)
         text = "\n".join(line for line, k in zip(lines, keep, strict=True) if k)
         return dataclasses.replace(doc, text=text, tags=list(doc.tags), extra=extra)
 
     @staticmethod
-    def _drop_structural(lines: list[str], keep: list[bool], hints: dict) -> None:
+    def _drop_structural(lines: list[str], words: list[int], keep: list[bool], hints: dict) -> None:
         captions = set(hints.get("captions", ()))
         furniture = set(hints.get("furniture", ()))
         links = set(hints.get("links", ()))
@@ -171,8 +179,7 @@ class Cleaner:
             elif not _URLISH.match(bare):
                 # a link whose text is a URL was written out by the author as a reference: content
                 kind[i] = _link_kind(lkey, links, link_starts)
-        prose = [keep[i] and not kind[i] and len(_WORD.findall(line)) >= MIN_PROSE_WORDS
-                 for i, line in enumerate(lines)]
+        prose = [keep[i] and not kind[i] and words[i] >= MIN_PROSE_WORDS for i in range(len(lines))]
         first_prose = prose.index(True) if any(prose) else len(lines)
         last_prose = len(prose) - 1 - prose[::-1].index(True) if any(prose) else -1
         for i in range(len(lines)):
@@ -206,7 +213,8 @@ def _link_kind(lkey: str, links: set[str], link_starts: set[str]) -> int:
     return 0
 
 
-def _drop_leading_repeats(lines: list[str], keep: list[bool], doc: Extracted, headings: set[str]) -> None:
+def _drop_leading_repeats(keys: list[str], lines: list[str], keep: list[bool], doc: Extracted,
+                          headings: set[str]) -> None:
     """Drop the title, and a heading repeating the page description (the dek), from the top of the text.
 
     Both are already in the record's metadata. A description that reads as the first *paragraph* is
@@ -215,10 +223,10 @@ def _drop_leading_repeats(lines: list[str], keep: list[bool], doc: Extracted, he
     title = token_key(doc.title or "")
     description = token_key(doc.description or "")
     for i in range(min(len(lines), LEADING_LINES)):
-        key = token_key(lines[i])
-        if key and key == title:
+        key = keys[i]
+        if key == title:
             keep[i] = False
-        elif key and key == description and line_key(lines[i]) in headings:
+        elif key == description and line_key(lines[i]) in headings:
             keep[i] = False
 
 
@@ -226,7 +234,8 @@ LEADING_LINES = 3
 """How far from the top a repeated title or dek is looked for (title, dek, then the first paragraph)."""
 
 
-def _drop_repeats(lines: list[str], keep: list[bool], headings: set[str], scope: str) -> None:
+def _drop_repeats(keys: list[str], lines: list[str], keep: list[bool], headings: set[str],
+                  scope: str) -> None:
     """Keep the first occurrence of each line per section (per document when ``scope="document"``).
 
     A section starts at each heading. Across sections a repeat is template structure, not a copy:
@@ -240,7 +249,7 @@ def _drop_repeats(lines: list[str], keep: list[bool], headings: set[str], scope:
     for i, line in enumerate(lines):
         if not keep[i]:
             continue
-        key = token_key(line)
+        key = keys[i]
         if scope == "section" and line_key(line) in headings and key != previous:
             section += 1
         previous = key
