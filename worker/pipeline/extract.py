@@ -30,8 +30,8 @@ TRAFILATURA_OPTIONS = {
     "favor_recall": False,
 }
 """Chosen by measurement (benchmarks/extraction_quality.py): ``fast`` skips trafilatura's
-readability/jusText fallback, which on the benchmark costs ~30 % CPU and buys no F1 once our cleaner
-runs; comments are not article text."""
+readability/jusText fallback and on the benchmark scored higher (F1 0.962 vs 0.960 raw) with ~30 % less
+CPU, which pays for metadata and our cleaning; comments are not article text."""
 
 MAX_HINT_CHARS = 600
 """Caption or furniture blocks longer than this are ignored: a container that big is not a caption."""
