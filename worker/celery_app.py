@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker.embedded import resolve_broker
 from worker.settings import Settings
@@ -42,10 +42,22 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_queues=[Queue(FETCH_QUEUE), Queue(PROCESS_QUEUE)],
+    # each queue on its own exchange and key: a bare Queue(name) would inherit the default exchange and
+    # routing key, binding both queues to one key so each got the other's messages
+    task_queues=[
+        Queue(FETCH_QUEUE, Exchange(FETCH_QUEUE, type="direct"), routing_key=FETCH_QUEUE),
+        Queue(PROCESS_QUEUE, Exchange(PROCESS_QUEUE, type="direct"), routing_key=PROCESS_QUEUE),
+    ],
     task_default_queue=FETCH_QUEUE,
     task_routes={"ingest.fetch": {"queue": FETCH_QUEUE}, "ingest.process": {"queue": PROCESS_QUEUE}},
-    broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+    broker_transport_options={
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu sweeps unacked messages every interval * throttle seconds (default 10 * 10): a dead
+        # worker's tasks would wait up to 100 s past the visibility timeout. Sweep every tenth of it
+        # (1..10 s): one ZRANGE on the unacked index per worker per sweep.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
+    },
     broker_connection_retry_on_startup=True,
     worker_send_task_events=True,
     task_send_sent_event=True,

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from producers.canonical import canonicalize, url_id
 from worker.errors import IngestError, Skip
@@ -25,6 +27,8 @@ from worker.pipeline.dedupe import Deduper, content_hash
 from worker.pipeline.enrich import Enricher
 from worker.pipeline.extract import Extracted, Extractor
 from worker.pipeline.fetch import Fetcher, FetchResult
+from worker.pipeline.politeness import HostPoliteness
+from worker.pipeline.robots import RobotsPolicy
 from worker.record import SCHEMA_VERSION, utc_now_iso
 from worker.settings import Settings
 from worker.state import StateStore
@@ -107,6 +111,10 @@ class Pipeline:
         min_words: int = 25,
         keep_duplicates: bool = False,
         max_url_length: int = 2048,
+        robots: RobotsPolicy | None = None,
+        politeness: HostPoliteness | None = None,
+        max_politeness_wait: float = 60.0,
+        conditional_get: bool = False,
     ) -> None:
         if min_words < 0:
             raise ValueError("min_words must be >= 0")
@@ -120,6 +128,10 @@ class Pipeline:
         self.min_words = min_words
         self.keep_duplicates = keep_duplicates
         self.max_url_length = max_url_length
+        self.robots = robots
+        self.politeness = politeness
+        self.max_politeness_wait = max_politeness_wait
+        self.conditional_get = conditional_get
 
     @classmethod
     def from_settings(cls, s: Settings) -> Pipeline:
@@ -128,23 +140,65 @@ class Pipeline:
             raise ValueError(
                 "no Redis for shared state: set INGEST_REDIS_URL or a redis:// INGEST_BROKER_URL"
             )
+        state = state_from_settings(s)
+        fetcher = Fetcher.from_settings(s)
+        robots = None
+        if s.respect_robots:
+            robots = RobotsPolicy(
+                state.r,
+                fetcher,
+                s.user_agent,
+                ttl=s.robots_ttl,
+                key_prefix=s.key_prefix,
+                max_crawl_delay=s.max_crawl_delay,
+                error_ttl=s.robots_error_ttl,
+            )
         return cls(
-            fetcher=Fetcher.from_settings(s),
+            fetcher=fetcher,
             extractor=Extractor(max_bytes=s.max_bytes),
             cleaner=Cleaner(),
             enricher=Enricher(),
             store=storage_from_settings(s),
-            state=state_from_settings(s),
+            state=state,
             min_words=s.min_words,
             keep_duplicates=s.keep_duplicates,
             max_url_length=s.max_url_length,
+            robots=robots,
+            politeness=HostPoliteness(state.r, s.host_interval, s.key_prefix)
+            if s.host_interval > 0
+            else None,
+            max_politeness_wait=s.max_politeness_wait,
+            # validators are kept only where re-fetching is routine: they cost Redis memory per URL
+            conditional_get=s.recrawl_ttl > 0,
         )
 
     # -- the two halves the tasks call -------------------------------------------------------------
 
+    def admit(self, job: Job) -> float:
+        """robots.txt, then the host's politeness slot: 0 to fetch now, else seconds to come back after.
+
+        Raises ``Skip("robots_disallowed")``; robots.txt unreachable raises ``RateLimited`` (retried).
+        """
+        delay = None
+        if self.robots is not None:
+            allowed, delay = self.robots.check(job.url)
+            if not allowed:
+                raise Skip("robots_disallowed", "robots.txt disallows this URL for our user agent")
+        if self.politeness is None:
+            return 0.0
+        host = urlsplit(job.url).hostname or ""
+        wait = self.politeness.acquire(host, delay)
+        if wait <= 0:
+            return 0.0
+        turn, _ = self.politeness.reserve(host, delay, self.max_politeness_wait, not_before=wait)
+        return max(turn, wait)
+
     def fetch_job(self, job: Job) -> dict[str, Any]:
         """Fetch the page; returns the packed page for the process queue, or raises an IngestError."""
-        fetched = self.fetcher.fetch(job.url)
+        etag = last_modified = None
+        if self.conditional_get:
+            etag, last_modified = self.state.validators(job.id)
+        fetched = self.fetcher.fetch(job.url, etag=etag, last_modified=last_modified)
         if fetched.status == 304:
             raise Terminal(Outcome("duplicate", "not_modified"))
         return pack_page(fetched)
@@ -152,9 +206,14 @@ class Pipeline:
     def process_job(self, job: Job, page: dict[str, Any]) -> Outcome:
         """Extract, clean, dedupe, enrich and store a fetched page; returns its (unrecorded) outcome."""
         fetched, fetched_at = unpack_page(page)
-        return self.process_html(
+        outcome = self.process_html(
             job, fetched.html, final_url=fetched.final_url, status=fetched.status, fetched_at=fetched_at
         )
+        if self.conditional_get and outcome.state == "stored":
+            self.state.set_validators(
+                job.id, fetched.headers.get("etag"), fetched.headers.get("last-modified")
+            )
+        return outcome
 
     def process_html(
         self, job: Job, html: str, *, final_url: str, status: int, fetched_at: str, store: bool = True
@@ -212,6 +271,7 @@ class Pipeline:
             return Outcome("duplicate", "seen_url")
         job = Job(url=canonical, id=claim.url_id, token=claim.token, batch=batch, source=source)
         try:
+            time.sleep(self.admit(job))  # in process, waiting for the host's slot is all there is to do
             outcome = self.process_job(job, self.fetch_job(job))
         except Terminal as t:
             outcome = t.outcome

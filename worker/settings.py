@@ -61,6 +61,12 @@ DEFAULT_ROBOTS_ERROR_TTL = 600.0
 DEFAULT_MAX_CRAWL_DELAY = 30.0
 """Cap on a robots.txt Crawl-delay, in seconds."""
 
+DEFAULT_RESPECT_ROBOTS = True
+"""Obey robots.txt; turn off only for sites you own."""
+
+DEFAULT_MAX_POLITENESS_WAIT = 60.0
+"""Longest slot a waiting URL books ahead; URLs further back re-queue and book later (bounds held tasks)."""
+
 DEFAULT_MAX_URL_LENGTH = 2048
 """Longest URL accepted at submission."""
 
@@ -184,6 +190,12 @@ class Settings:
     fetch_retries: int = DEFAULT_FETCH_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
+    host_interval: float = DEFAULT_HOST_INTERVAL
+    robots_ttl: float = DEFAULT_ROBOTS_TTL
+    robots_error_ttl: float = DEFAULT_ROBOTS_ERROR_TTL
+    max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY
+    respect_robots: bool = DEFAULT_RESPECT_ROBOTS
+    max_politeness_wait: float = DEFAULT_MAX_POLITENESS_WAIT
     extract_timeout: float = DEFAULT_EXTRACT_TIMEOUT
     min_words: int = DEFAULT_MIN_WORDS
     fetch_concurrency: int = DEFAULT_FETCH_CONCURRENCY

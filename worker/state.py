@@ -370,6 +370,24 @@ class StateStore:
         code = v[:1].decode()
         return "queued" if code == "q" else {c: s for s, c in _STATE_CODE.items()}[code]
 
+    def is_pending(self, url_id: str, token: str) -> bool:
+        """True while this claim is still queued: a task re-delivered after its URL ended can stop early."""
+        return self.r.hget(self.key("urls"), bytes.fromhex(url_id)) == b"q:" + token.encode()
+
+    def validators(self, url_id: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) kept from the last time this URL was stored, for a conditional GET."""
+        raw = self.r.hget(self.key("validators"), bytes.fromhex(url_id))
+        if not raw:
+            return None, None
+        data = json.loads(raw)
+        return data.get("e"), data.get("m")
+
+    def set_validators(self, url_id: str, etag: str | None, last_modified: str | None) -> None:
+        """Keep a stored page's validators (nothing is kept when it sent none)."""
+        if etag or last_modified:
+            value = json.dumps({"e": etag, "m": last_modified}, separators=(",", ":"))
+            self.r.hset(self.key("validators"), bytes.fromhex(url_id), value)
+
     def content_owner(self, content_hash: str, url_id: str) -> str:
         """Register ``url_id`` as the owner of this text hash; return the owner (the first one wins)."""
         key = self.key("content")

@@ -8,8 +8,10 @@ import time
 from functools import cache
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
+import redis
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_shutdown, worker_shutdown
+from kombu.exceptions import OperationalError
 
 from worker.celery_app import app, settings
 from worker.errors import RateLimited, TransientError
@@ -17,6 +19,46 @@ from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error
 from worker.state import observation_fields
 
 log = logging.getLogger(__name__)
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+"""Redis (state store or broker) unreachable: never a URL's outcome, the task waits or goes back."""
+
+REDIS_OUTAGE_WAIT = min(60.0, settings.visibility_timeout / 2)
+"""Seconds a task rides out a Redis outage in place; under the visibility timeout, so that no second
+delivery of the same message starts while this one still waits."""
+
+
+def through_outage(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, retried while Redis is unreachable (a restart, a failover).
+
+    Why not let the task fail: with acks_late a failed task is acked (or, on Redis, rejected without
+    requeue, which drops it), so a URL whose finish() hit a dead Redis would stay pending for ever, and
+    Celery's own retry() drops the message when it cannot publish the retry. Every call wrapped here is
+    idempotent (finish is keyed by the claim token, content ownership is set-if-absent). Past
+    ``REDIS_OUTAGE_WAIT`` the message goes back to its queue (``Reject(requeue=True)``); if Redis is still
+    down even for that, it stays in the broker's unacked set and comes back after the visibility timeout.
+    """
+    deadline = time.monotonic() + REDIS_OUTAGE_WAIT
+    delay = 0.1
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except REDIS_DOWN as exc:
+            if time.monotonic() >= deadline:
+                raise Reject(f"Redis unreachable for {REDIS_OUTAGE_WAIT:.0f}s: {exc}", requeue=True) from exc
+            log.warning("Redis unreachable (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _retry_later(task: Any, exc: TransientError) -> None:
+    """``task.retry`` with the publish error kept visible (Celery turns it into a drop-the-message Reject)."""
+    try:
+        task.retry(exc=exc, countdown=retry_delay(task.request.retries, exc))
+    except Reject as rej:
+        if isinstance(rej.reason, REDIS_DOWN):
+            raise rej.reason from None
+        raise
 
 
 @cache
@@ -39,22 +81,31 @@ def fetch(self: Any, job: dict[str, Any]) -> str:
     """Fetch one URL; hand the page to ``ingest.process`` or record why it ended here."""
     p, j = pipeline(), Job.from_dict(job)
     started = time.monotonic()
+    if not through_outage(p.state.is_pending, j.id, j.token):
+        return "already_finished"  # a re-delivery whose first run ended the URL (its ack was lost)
     try:
-        page = p.fetch_job(j)
+        wait = through_outage(p.admit, j)
+        if wait > 0:
+            # the host's next slot is later: hand the URL back with a countdown instead of holding a thread
+            through_outage(fetch.apply_async, (j.to_dict(),), countdown=wait)
+            return "deferred"
+        page = through_outage(p.fetch_job, j)  # conditional GET reads validators from Redis
     except TransientError as exc:
         if self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries, exc)) from None
+            through_outage(_retry_later, self, exc)
         outcome = outcome_for_error(exc)
     except Terminal as end:
         outcome = end.outcome
+    except Reject:
+        raise
     except Exception as exc:
         if not hasattr(exc, "reason"):
             log.exception("fetch of %s crashed", j.url)
         outcome = outcome_for_error(exc)
     else:
-        process.apply_async((job, page))
+        through_outage(process.apply_async, (j.to_dict(), page))
         return "fetched"
-    p.finish(j, outcome, observation_fields(fetch_seconds=time.monotonic() - started))
+    through_outage(p.finish, j, outcome, observation_fields(fetch_seconds=time.monotonic() - started))
     return outcome.state
 
 
@@ -68,8 +119,13 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
     """Extract, clean, dedupe, enrich and store one fetched page, then record its terminal state."""
     p, j = pipeline(), Job.from_dict(job)
     started = time.monotonic()
+    if not through_outage(p.state.is_pending, j.id, j.token):
+        return "already_finished"  # re-delivered after it ended: storing it again would write it twice
     try:
-        outcome = p.process_job(j, page)
+        # a Redis error mid-way (content dedupe) re-runs the stage: nothing is stored before dedupe
+        outcome = through_outage(p.process_job, j, page)
+    except Reject:
+        raise
     except SoftTimeLimitExceeded:
         outcome = Outcome("failed", "extract_timeout", detail=f"over {settings.extract_timeout}s")
     except Exception as exc:
@@ -82,7 +138,7 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
         process_seconds=time.monotonic() - started,
         fetched_bytes=page.get("nbytes"),
     )
-    p.finish(j, outcome, metrics)
+    through_outage(p.finish, j, outcome, metrics)
     return outcome.state
 
 
