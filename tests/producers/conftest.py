@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import redis
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from worker.pipeline.fetch import Fetcher
 from worker.state import StateStore
@@ -145,7 +145,10 @@ def celery_app(redis_url: str) -> Iterator[Celery]:
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue("fetch"), Queue("process")],
+        task_queues=[
+            Queue("fetch", Exchange("fetch", type="direct"), routing_key="fetch"),
+            Queue("process", Exchange("process", type="direct"), routing_key="process"),
+        ],
         task_default_queue="fetch",
         task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
