@@ -12,6 +12,7 @@ routing lookups and ``saferepr`` of the arguments, is done once or given).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 from collections import Counter
@@ -148,7 +149,9 @@ class _Sender:
     def send_all(self, jobs: list[dict[str, Any]]) -> None:
         """Publish every job or raise; a raise means delivery of this call's jobs is uncertain."""
         # Two transport commands per message at most (LPUSH, and PUBLISH of the sent event): one flush.
-        with self.producer.batch(max_size=2 * len(jobs) + 1):
+        # Producer.batch() is kombu >= 5.7; older kombu publishes each message at once (slower, correct).
+        batch = getattr(self.producer, "batch", None)
+        with batch(max_size=2 * len(jobs) + 1) if batch else contextlib.nullcontext():
             for job in jobs:
                 message = self.amqp.create_task_message(
                     str(uuid.uuid4()),
