@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,28 +54,6 @@ def main(ctx: click.Context, **flags: Any) -> None:
 
 
 # -- sources -------------------------------------------------------------------------------------------
-
-
-def _read_lines(path: str) -> Iterator[str]:
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    try:
-        for line in stream:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield line
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-
-
-def _urls(urls: tuple[str, ...], files: tuple[str, ...]) -> tuple[Iterator[str], str]:
-    def gen() -> Iterator[str]:
-        yield from urls
-        for f in files:
-            yield from _read_lines(f)
-
-    source = "stdin" if "-" in files else "file" if files else "cli"
-    return gen(), source
 
 
 def _use_broker(settings: Settings, *, start: bool) -> tuple[str, bool]:
