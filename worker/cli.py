@@ -280,10 +280,11 @@ def run(
         summary = _wait(result.batch, procs, timeout, settings)
     finally:
         stop_workers(procs)
-        from worker.pipeline.store import JsonlStore
+        from worker.runner import storage_from_settings
 
+        # opening the store publishes parts of killed workers (JSONL) or uploads a left-over spool (S3)
+        storage_from_settings(settings).close()
         storage = settings.storage_url.removeprefix("file://")
-        JsonlStore(storage).recover()
         if started:
             EmbeddedRedis(Path(settings.data_dir) / "redis").stop()
     elapsed = time.monotonic() - t0
@@ -292,7 +293,7 @@ def run(
             "batch": result.batch,
             "seconds": round(elapsed, 2),
             "docs_per_second": round(summary.get("stored", 0) / elapsed, 2) if elapsed else 0.0,
-            "records": str(Path(storage).resolve()),
+            "records": storage if "://" in storage else str(Path(storage).resolve()),
             "broker": url,
         }
     )
