@@ -113,7 +113,7 @@ DEFAULT_BATCH_TTL = 7 * 24 * 3600
 """Seconds a submission batch's counters are kept in Redis."""
 
 DEFAULT_FAILURES_MAX = 100_000
-"""Entries kept in the failures log (oldest dropped first)."""
+"""Entries kept in the failures log, and failed URLs kept as dead letters (oldest dropped first)."""
 
 DEFAULT_STORAGE_COMPRESS = False
 """Gzip JSONL part files and S3 objects (one gzip member per record, so a crash loses no whole record)."""
