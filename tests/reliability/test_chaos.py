@@ -1,0 +1,196 @@
+"""Chaos: 1,000 URLs from a flaky site through three workers while one is SIGKILLed and Redis crashes.
+
+Figures are printed (``pytest -s`` shows them; CI logs keep them): the loss figure we publish is the
+number of URLs not in exactly one terminal state, and it must be zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from tests.conftest import REPO, ingest
+from tests.reliability._harness import AppendOnlyRedis, CeleryWorker, FlakySite
+from worker.pipeline.store import JsonlStore, read_records
+from worker.state import StateStore, summarize
+
+N_URLS = 1000
+"""URL lines submitted (some repeat)."""
+
+VISIBILITY_TIMEOUT = 20
+"""Seconds before the broker re-delivers the killed worker's unacked tasks."""
+
+RUN_DEADLINE = 210.0
+"""Seconds the whole run may take from submission to every URL terminal and every task acked."""
+
+
+def chaos_plan(base: str) -> tuple[list[str], dict[str, int]]:
+    """The URL lines and the terminal counts they must end in, whatever happens to the fleet.
+
+    Per 20 lines: one 503 once then fine, one 503 for ever (10% 5xx), one reset once (5%), one slow body
+    (5%), one page whose text another URL already has, one URL repeated, fourteen plain articles.
+    """
+    urls: list[str] = []
+    for i in range(N_URLS):
+        k = i % 20
+        if k == 0:
+            urls.append(f"{base}/e/{i}?k=1")
+        elif k == 1:
+            urls.append(f"{base}/e/{i}?k=99")
+        elif k == 2:
+            urls.append(f"{base}/r/{i}?k=1")
+        elif k == 3:
+            urls.append(f"{base}/s/{i}")
+        elif k == 4:
+            urls.append(f"{base}/d/{i - 4}")  # the text of line i-4
+        elif k == 5:
+            urls.append(urls[i - 5])  # the URL of line i-5 again
+        else:
+            urls.append(f"{base}/a/{i}")
+    blocks = N_URLS // 20
+    expected = {"stored": 17 * blocks, "duplicate": 2 * blocks, "skipped": 0, "failed": blocks}
+    return urls, expected
+
+
+def _counters(state: StateStore, batch: str) -> dict | None:
+    try:
+        return summarize(state.counters(batch))
+    except redis.RedisError:
+        return None  # Redis is down right now
+
+
+def _wait_done_at_least(state: StateStore, batch: str, n: int, deadline: float) -> dict:
+    while True:
+        s = _counters(state, batch)
+        if s and s["submitted"] and s["submitted"] - s["pending"] >= n:
+            return s
+        if time.monotonic() > deadline:
+            pending = [k.hex() for k, v in state.r.hgetall(state.key("urls")).items() if v[:1] == b"q"]
+            raise AssertionError(f"stuck before {n} URLs were terminal: {s}; pending ids {pending[:20]}")
+        time.sleep(0.2)
+
+
+def _when(t0: float, s: dict) -> str:
+    return f"{time.monotonic() - t0:.1f} s, {s['submitted'] - s['pending']} URLs terminal"
+
+
+def _broker_backlog(r: redis.Redis) -> dict[str, int]:
+    return {"fetch": r.llen("fetch"), "process": r.llen("process"), "unacked": r.hlen("unacked")}
+
+
+def test_every_url_ends_once_when_a_worker_is_killed_and_redis_crashes(tmp_path: Path) -> None:
+    """1,000 flaky URLs, one worker SIGKILLed and restarted, Redis SIGKILLed and restarted: nothing lost."""
+    t0 = time.monotonic()
+    broker = AppendOnlyRedis(tmp_path / "redis").start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update(
+        {
+            "INGEST_BROKER_URL": broker.url,
+            "INGEST_STORAGE_URL": str(tmp_path / "records"),
+            "INGEST_DATA_DIR": str(tmp_path / "data"),
+            "INGEST_ALLOW_PRIVATE_NETWORKS": "true",
+            "INGEST_KEY_PREFIX": f"chaos{uuid.uuid4().hex[:6]}",
+            "INGEST_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            "INGEST_RETRY_BACKOFF": "0.2",
+            "INGEST_RETRY_BACKOFF_MAX": "2",
+            "INGEST_ROTATE_SECONDS": "2",
+            "INGEST_HOST_INTERVAL": "0",  # one loopback host serves every URL: no politeness spacing
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    logs = Path(os.environ.get("INGEST_CHAOS_LOG_DIR") or tmp_path / "logs")
+    fleet = [
+        CeleryWorker("w1", env, logs, pool="threads", concurrency=8),
+        CeleryWorker("w2", env, logs, pool="threads", concurrency=8),
+        CeleryWorker("w3", env, logs, pool="prefork", concurrency=2),
+    ]
+    client = redis.Redis.from_url(broker.url, socket_timeout=5)
+    state = StateStore(client, prefix=env["INGEST_KEY_PREFIX"])
+    figures: dict[str, object] = {}
+    try:
+        with FlakySite() as site:
+            urls, expected = chaos_plan(site.base)
+            urls_file = tmp_path / "urls.txt"
+            urls_file.write_text("\n".join(urls) + "\n")
+            for w in fleet:
+                w.start()
+            out = json.loads(ingest("submit", "-f", str(urls_file), "--json", env=env).stdout)
+            batch = out["batch"]
+            assert out["submitted"] == N_URLS
+            deadline = time.monotonic() + RUN_DEADLINE
+
+            at_kill = _wait_done_at_least(state, batch, N_URLS // 4, deadline)
+            fleet[0].kill()
+            figures["w1 SIGKILLed at"] = _when(t0, at_kill)
+            time.sleep(1.0)
+            fleet[0].start()
+
+            at_crash = _wait_done_at_least(state, batch, N_URLS * 6 // 10, deadline)
+            broker.crash()
+            figures["Redis SIGKILLed at"] = _when(t0, at_crash)
+            time.sleep(1.5)
+            broker.start()
+
+            final = _wait_done_at_least(state, batch, N_URLS, deadline)
+            figures["seconds to all terminal"] = round(time.monotonic() - t0, 1)
+            while (backlog := _broker_backlog(client)) != {"fetch": 0, "process": 0, "unacked": 0}:
+                assert time.monotonic() < deadline, f"tasks left in the broker: {backlog}"
+                time.sleep(0.5)
+            figures["seconds to broker empty"] = round(time.monotonic() - t0, 1)
+            alive = {w.name: w.alive() for w in fleet}
+            for w in fleet:
+                w.stop()
+            hits = dict(site.hits)
+
+        JsonlStore(env["INGEST_STORAGE_URL"]).recover()  # parts of the killed worker
+        records = list(read_records(env["INGEST_STORAGE_URL"]))
+        final = summarize(state.counters(batch))
+        url_states = Counter(v[:1].decode() for v in client.hvals(f"{env['INGEST_KEY_PREFIX']}:urls"))
+        stored_ids = {
+            k.hex() for k, v in client.hgetall(f"{env['INGEST_KEY_PREFIX']}:urls").items() if v[:1] == b"s"
+        }
+        ids = Counter(r["id"] for r in records)
+        figures.update(
+            {
+                "submitted": final["submitted"],
+                "stored": final["stored"],
+                "duplicate": final["duplicate"],
+                "skipped": final["skipped"],
+                "failed": final["failed"],
+                "pending": final["pending"],
+                "reasons": {s: final[f"{s}_reasons"] for s in ("duplicate", "failed")},
+                "url states in Redis": dict(url_states),
+                "record lines in storage": len(records),
+                "distinct record ids": len(ids),
+                "ids written twice": sum(1 for c in ids.values() if c > 1),
+                "stored URLs without a record": len(stored_ids - set(ids)),
+                "requests to the site": sum(hits.values()),
+                "worker starts": {w.name: w.starts for w in fleet},
+                "broker backlog": _broker_backlog(client),
+            }
+        )
+        print("\nchaos figures:\n" + "\n".join(f"  {k}: {v}" for k, v in figures.items()), flush=True)
+
+        assert final["submitted"] == N_URLS and final["pending"] == 0
+        assert {s: final[s] for s in expected} == expected
+        assert final["stored"] + final["duplicate"] + final["skipped"] + final["failed"] == N_URLS
+        assert "q" not in url_states  # every claimed URL is terminal
+        assert set(ids) == stored_ids  # no record lost, none without its terminal state
+        assert len(records) == len(ids)  # no record id twice
+        assert _broker_backlog(client) == {"fetch": 0, "process": 0, "unacked": 0}
+        assert all(alive.values()), alive
+    finally:
+        if "submitted" not in figures:  # failed early: what we know so far helps the post-mortem
+            print(f"\nchaos figures so far: {figures}", flush=True)
+        for w in fleet:
+            if w.alive():
+                w.stop(timeout=20)
+        broker.stop()
+        if os.environ.get("INGEST_CHAOS_KEEP_LOGS"):
+            print(f"logs kept in {logs}")
