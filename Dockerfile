@@ -5,9 +5,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY producers ./producers
-# storage and metrics clients are listed here until they are project dependencies
-RUN pip install --no-cache-dir --prefix=/install . \
-        "psycopg[binary]>=3.1" "psycopg_pool>=3.2" "s3fs>=2024.2" "prometheus_client>=0.20"
+# the s3 extra brings s3fs; PostgreSQL and Prometheus clients are core dependencies
+RUN pip install --no-cache-dir --prefix=/install ".[s3]"
 
 FROM python:3.12-slim
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 INGEST_DATA_DIR=/data INGEST_STORAGE_URL=/data/records
