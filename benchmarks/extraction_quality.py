@@ -72,8 +72,9 @@ def raw_fn(**kwargs) -> Callable[[str, str | None], str]:
     return lambda html, _url: trafilatura.extract(html, **kwargs) or ""
 
 
-def run_systems(systems: dict[str, Callable], pages: list[tuple[str, str]], urls: dict[str, str],
-                repeat: int, warmup: int) -> tuple[dict[str, dict[str, str]], dict[str, list[float]]]:
+def run_systems(
+    systems: dict[str, Callable], pages: list[tuple[str, str]], urls: dict[str, str], repeat: int, warmup: int
+) -> tuple[dict[str, dict[str, str]], dict[str, list[float]]]:
     """Predictions and per-page CPU seconds (min over ``repeat`` runs) for every system."""
     for _id, html in pages[:warmup]:
         for fn in systems.values():
@@ -106,8 +107,9 @@ def run_cli(pages: list[tuple[str, str]]) -> tuple[dict[str, str], list[float]]:
             path.write_text(html, encoding="utf8")
             paths[str(path)] = item_id
         before = _children_cpu()
-        proc = subprocess.run([sys.executable, "-m", "worker.cli", "extract", *paths], capture_output=True,
-                              text=True, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "extract", *paths], capture_output=True, text=True, cwd=REPO
+        )
         total = _children_cpu() - before
         if proc.returncode != 0:
             print(f"cli: exit {proc.returncode}: {proc.stderr[-500:]}", file=sys.stderr)
@@ -130,17 +132,28 @@ def _children_cpu() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bench", type=Path, default=DEFAULT_BENCH,
-                    help="article-extraction-benchmark folder (default: %(default)s)")
+    ap.add_argument(
+        "--bench",
+        type=Path,
+        default=DEFAULT_BENCH,
+        help="article-extraction-benchmark folder (default: %(default)s)",
+    )
     ap.add_argument("--score-py", type=Path, help="the shared scorer (default: <bench>/../score.py)")
     ap.add_argument("--limit", type=int, help="only the first N pages")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="time each page N times and keep the minimum: a long-running worker's steady state, "
-                         "without one-off lazy initialisation and load spikes from other processes")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="time each page N times and keep the minimum: a long-running worker's steady state, "
+        "without one-off lazy initialisation and load spikes from other processes",
+    )
     ap.add_argument("--warmup", type=int, default=1, help="pages run untimed first")
     ap.add_argument("--n-bootstrap", type=int, default=200, help="resamples for the ± column (0 = none)")
-    ap.add_argument("--via-cli", action="store_true",
-                    help="also run `ingest extract` once over all pages (its CPU includes process startup)")
+    ap.add_argument(
+        "--via-cli",
+        action="store_true",
+        help="also run `ingest extract` once over all pages (its CPU includes process startup)",
+    )
     ap.add_argument("--save-preds", type=Path, help="write each system's predictions JSON into this folder")
     args = ap.parse_args(argv)
 
@@ -169,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(json.dumps(out, ensure_ascii=False), encoding="utf8")
 
     raw_names = [n for n in systems if n.startswith("trafilatura")]
-    header = (f"{'system':<36} {'F1':>14} {'precision':>9} {'recall':>7} {'accuracy':>8} "
-              f"{'CPU ms/page':>11} {'median':>7} " + " ".join(f"{'ours/' + n[12:]:>20}" for n in raw_names))
+    header = (
+        f"{'system':<36} {'F1':>14} {'precision':>9} {'recall':>7} {'accuracy':>8} "
+        f"{'CPU ms/page':>11} {'median':>7} " + " ".join(f"{'ours/' + n[12:]:>20}" for n in raw_names)
+    )
     print(f"{len(pages)} pages, {args.bench}")
     print(header)
     print("-" * len(header))
@@ -178,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         res, _ = scorer.score(truth, pred, n_bootstrap=args.n_bootstrap)
         mean_ms = 1000 * statistics.mean(cpu[name])
         f1 = f"{res['f1']:.4f}" + (f" ± {res['f1_std']:.3f}" if "f1_std" in res else "")
-        ratios = " ".join(f"{mean_ms / (1000 * statistics.mean(cpu[n])):>20.2f}" if name.startswith("ours")
-                          else f"{'':>20}" for n in raw_names)
-        print(f"{name:<36} {f1:>14} {res['precision']:>9.4f} {res['recall']:>7.4f} {res['accuracy']:>8.3f} "
-              f"{mean_ms:>11.1f} {1000 * statistics.median(cpu[name]):>7.1f} {ratios}")
+        ratios = " ".join(
+            f"{mean_ms / (1000 * statistics.mean(cpu[n])):>20.2f}" if name.startswith("ours") else f"{'':>20}"
+            for n in raw_names
+        )
+        print(
+            f"{name:<36} {f1:>14} {res['precision']:>9.4f} {res['recall']:>7.4f} {res['accuracy']:>8.3f} "
+            f"{mean_ms:>11.1f} {1000 * statistics.median(cpu[name]):>7.1f} {ratios}"
+        )
     return 0
 
 

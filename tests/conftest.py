@@ -207,8 +207,8 @@ def ingest_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
             "INGEST_ALLOW_PRIVATE_NETWORKS": "true",
             "INGEST_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
             "INGEST_RETRY_BACKOFF": "0.2",
-        # our own loopback server: a short politeness interval keeps the suite fast (its own test uses more)
-        "INGEST_HOST_INTERVAL": "0.05",
+            # our own loopback server: a short politeness interval keeps the suite fast
+            "INGEST_HOST_INTERVAL": "0.05",
             "INGEST_ROTATE_SECONDS": "0.5",
             "PYTHONPATH": str(REPO),
         }

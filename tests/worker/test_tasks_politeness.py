@@ -75,7 +75,9 @@ def test_busy_host_trickles_while_other_hosts_finish(ingest_env, hosts, tmp_path
     workers = Workers(env, tmp_path / "workers.log")
     try:
         busy_batch = json.loads(ingest("submit", "-f", str(tmp_path / "busy.txt"), "--json", env=env).stdout)
-        other_batch = json.loads(ingest("submit", "-f", str(tmp_path / "others.txt"), "--json", env=env).stdout)
+        other_batch = json.loads(
+            ingest("submit", "-f", str(tmp_path / "others.txt"), "--json", env=env).stdout
+        )
         assert (busy_batch["accepted"], other_batch["accepted"]) == (1000, 200)
         deadline = time.monotonic() + 180
         while (stats := _pending(other_batch["batch"], env))["pending"]:
@@ -88,8 +90,10 @@ def test_busy_host_trickles_while_other_hosts_finish(ingest_env, hosts, tmp_path
     assert stats["stored"] == 200, stats
     assert busy_stats["pending"] > 800, f"the busy host was not held back: {busy_stats}"
     with _Recorder.lock:
-        busy_times = sorted(t for host, path, t in _Recorder.log if host == "127.0.0.2" and path.startswith("/a/"))
+        busy_times = sorted(
+            t for host, path, t in _Recorder.log if host == "127.0.0.2" and path.startswith("/a/")
+        )
     assert len(busy_times) >= 2
     gaps = [b - a for a, b in zip(busy_times, busy_times[1:], strict=False)]
-    # the slot is measured on Redis's clock, the request on ours: allow scheduling jitter, not a second request
+    # slots are timed on the Redis clock, requests on ours: allow scheduling jitter, not a second request
     assert min(gaps) >= INTERVAL * 0.8, f"two requests to one host {min(gaps):.3f}s apart"

@@ -127,8 +127,15 @@ class Cleaner:
     hints), ``wording`` (short furniture lines).
     """
 
-    def __init__(self, *, dedupe: bool = True, dedupe_scope: str = "section", drop_title: bool = True,
-                 structure: bool = True, wording: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        dedupe: bool = True,
+        dedupe_scope: str = "section",
+        drop_title: bool = True,
+        structure: bool = True,
+        wording: bool = True,
+    ) -> None:
         if dedupe_scope not in DEDUPE_SCOPES:
             raise ValueError(f"dedupe_scope must be one of {DEDUPE_SCOPES}")
         self.dedupe = dedupe
@@ -213,8 +220,9 @@ def _link_kind(lkey: str, links: set[str], link_starts: set[str]) -> int:
     return 0
 
 
-def _drop_leading_repeats(keys: list[str], lines: list[str], keep: list[bool], doc: Extracted,
-                          headings: set[str]) -> None:
+def _drop_leading_repeats(
+    keys: list[str], lines: list[str], keep: list[bool], doc: Extracted, headings: set[str]
+) -> None:
     """Drop the title, and a heading repeating the page description (the dek), from the top of the text.
 
     Both are already in the record's metadata. A description that reads as the first *paragraph* is
@@ -234,8 +242,9 @@ LEADING_LINES = 3
 """How far from the top a repeated title or dek is looked for (title, dek, then the first paragraph)."""
 
 
-def _drop_repeats(keys: list[str], lines: list[str], keep: list[bool], headings: set[str],
-                  scope: str) -> None:
+def _drop_repeats(
+    keys: list[str], lines: list[str], keep: list[bool], headings: set[str], scope: str
+) -> None:
     """Keep the first occurrence of each line per section (per document when ``scope="document"``).
 
     A section starts at each heading. Across sections a repeat is template structure, not a copy:
@@ -259,5 +268,3 @@ def _drop_repeats(keys: list[str], lines: list[str], keep: list[bool], headings:
             keep[i] = False
         else:
             seen.add((section, key))
-
-

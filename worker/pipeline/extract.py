@@ -37,14 +37,39 @@ MAX_HINT_CHARS = 600
 """Caption or furniture blocks longer than this are ignored: a container that big is not a caption."""
 
 _FURNITURE_PREFIXES = (
-    "share", "sharing", "social", "newsletter", "subscri", "signup", "related", "recommend", "promo",
-    "advert", "sponsor", "cookie", "consent", "gdpr", "breadcrumb", "comment", "disqus", "outbrain",
-    "taboola", "trending", "popular", "readmore", "paywall", "pagination", "pager",
+    "share",
+    "sharing",
+    "social",
+    "newsletter",
+    "subscri",
+    "signup",
+    "related",
+    "recommend",
+    "promo",
+    "advert",
+    "sponsor",
+    "cookie",
+    "consent",
+    "gdpr",
+    "breadcrumb",
+    "comment",
+    "disqus",
+    "outbrain",
+    "taboola",
+    "trending",
+    "popular",
+    "readmore",
+    "paywall",
+    "pagination",
+    "pager",
 )
 _FURNITURE_TOKENS = ("ad", "ads", "tags", "prev", "next", "follow", "toolbar", "byline")
 _CLASS_TOKEN = re.compile(r"[a-z]+")
 _FURNITURE_CLASS = re.compile(
-    r"(?<![a-z])(" + "|".join(_FURNITURE_PREFIXES) + r")|(?<![a-z])(" + "|".join(_FURNITURE_TOKENS)
+    r"(?<![a-z])("
+    + "|".join(_FURNITURE_PREFIXES)
+    + r")|(?<![a-z])("
+    + "|".join(_FURNITURE_TOKENS)
     + r")(?![a-z])"
 )
 MAX_FURNITURE_BOX_CHARS = 1500
@@ -171,8 +196,11 @@ def page_hints(tree: etree._Element) -> dict[str, list[str]]:
         if not size_limited or len(box.text_content()) <= MAX_FURNITURE_BOX_CHARS:
             taken.add(box)
             furniture.update(_texts(box.iter(_LINE_BLOCKS)))
-    return {"captions": sorted(_texts(captions)), "links": sorted(_texts(links)),
-            "furniture": sorted(furniture)}
+    return {
+        "captions": sorted(_texts(captions)),
+        "links": sorted(_texts(links)),
+        "furniture": sorted(furniture),
+    }
 
 
 def _texts(elements) -> set[str]:

@@ -86,7 +86,7 @@ def test_newsletter_prompt_removed(seed, article):
 
 
 def test_share_prompt_removed(seed):
-    """"Share this article" is removed."""
+    """ "Share this article" is removed."""
     assert lines_containing(seed, "Share this") == []
 
 
@@ -108,7 +108,7 @@ def test_related_link_list_removed(seed):
 
 
 def test_read_more_line_removed(seed, article):
-    """"read more from ..." and "Read more: <headline>" lines are removed."""
+    """ "read more from ..." and "Read more: <headline>" lines are removed."""
     assert lines_containing(seed, "read more") == []
     assert "Read more" not in article.text
 
@@ -160,15 +160,25 @@ def test_repeat_after_normalisation_removed():
 
 def test_repeats_under_different_headings_kept():
     """The same line under two different headings is template structure and stays."""
-    text = doc("Plan A", "Breakfast: two eggs and toast", "Plan B", "Breakfast: two eggs and toast",
-               extra={HINTS_KEY: {"headings": ["plan a", "plan b"]}})
+    text = doc(
+        "Plan A",
+        "Breakfast: two eggs and toast",
+        "Plan B",
+        "Breakfast: two eggs and toast",
+        extra={HINTS_KEY: {"headings": ["plan a", "plan b"]}},
+    )
     assert Cleaner().clean(text).text.count("Breakfast: two eggs and toast") == 2
 
 
 def test_document_scope_dedupes_across_headings():
     """``dedupe_scope="document"`` removes repeats even across headings."""
-    text = doc("Plan A", "Breakfast: two eggs and toast", "Plan B", "Breakfast: two eggs and toast",
-               extra={HINTS_KEY: {"headings": ["plan a", "plan b"]}})
+    text = doc(
+        "Plan A",
+        "Breakfast: two eggs and toast",
+        "Plan B",
+        "Breakfast: two eggs and toast",
+        extra={HINTS_KEY: {"headings": ["plan a", "plan b"]}},
+    )
     assert Cleaner(dedupe_scope="document").clean(text).text.count("Breakfast: two eggs and toast") == 1
 
 
@@ -193,8 +203,13 @@ def test_same_output_after_processing_other_documents():
 
 def test_clean_returns_copy_and_leaves_input_unchanged():
     """The input record is not modified."""
-    original = doc("Same line twice here.", "Same line twice here.", title="T", tags=["a"],
-                   extra={HINTS_KEY: {"links": []}, "keep": 1})
+    original = doc(
+        "Same line twice here.",
+        "Same line twice here.",
+        title="T",
+        tags=["a"],
+        extra={HINTS_KEY: {"links": []}, "keep": 1},
+    )
     snapshot = dataclasses.replace(original, tags=list(original.tags), extra=dict(original.extra))
     cleaned = Cleaner().clean(original)
     assert original == snapshot
@@ -210,8 +225,14 @@ def test_hints_dropped_from_cleaned_record():
 def test_lone_link_between_paragraphs_kept():
     """A single linked line between paragraphs is the author's, not navigation."""
     prose = "This is a sentence of ordinary article prose that is long enough to count as a paragraph."
-    out = Cleaner().clean(doc(prose, "Full state swim results", prose.replace("This", "That"),
-                              extra={HINTS_KEY: {"links": ["full state swim results"]}}))
+    out = Cleaner().clean(
+        doc(
+            prose,
+            "Full state swim results",
+            prose.replace("This", "That"),
+            extra={HINTS_KEY: {"links": ["full state swim results"]}},
+        )
+    )
     assert "Full state swim results" in out.text.split("\n")
 
 
@@ -225,13 +246,25 @@ def test_prose_mentioning_furniture_words_kept():
     assert Cleaner().clean(doc(*lines)).text.split("\n") == lines
 
 
-@pytest.mark.parametrize("line", [
-    "Advertisement", "Story continues below advertisement", "Share this article", "Comments 312",
-    "Sort by newest", "Read more: Council tax to rise again", "Related stories", "PREV", "Next article »",
-    "Follow us on Twitter", "Copyright 2021 Example Media. All rights reserved.", "Photo: Getty Images",
-    "Sign up for our daily newsletter and get the latest news in your inbox",
-    "We use cookies to give you the best experience. By continuing you accept our cookie policy.",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Advertisement",
+        "Story continues below advertisement",
+        "Share this article",
+        "Comments 312",
+        "Sort by newest",
+        "Read more: Council tax to rise again",
+        "Related stories",
+        "PREV",
+        "Next article »",
+        "Follow us on Twitter",
+        "Copyright 2021 Example Media. All rights reserved.",
+        "Photo: Getty Images",
+        "Sign up for our daily newsletter and get the latest news in your inbox",
+        "We use cookies to give you the best experience. By continuing you accept our cookie policy.",
+    ],
+)
 def test_furniture_wording_detected(line):
     """Common furniture labels and prompts are recognised by wording."""
     assert is_furniture_wording(line)

@@ -97,8 +97,10 @@ def test_hints_carry_captions_links_and_furniture(article):
     caption += "Courier staff)"
     assert line_key(caption) in hints["captions"]
     assert line_key("Fishermen fear for their livelihoods as harbour stays closed") in hints["links"]
-    assert line_key("Sign up for our free daily newsletter and get the latest news in your inbox.") in hints[
-        "furniture"]
+    assert (
+        line_key("Sign up for our free daily newsletter and get the latest news in your inbox.")
+        in hints["furniture"]
+    )
     assert isinstance(hints["headings"], list)
 
 
