@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from kombu.exceptions import OperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -354,21 +355,6 @@ def _print_summary(s: dict) -> None:
 # -- stats, failures, extract ------------------------------------------------------------------------------
 
 
-def queue_depths(broker_url: str) -> dict[str, int]:
-    """Messages waiting per queue, and tasks reserved but not acknowledged, on a Redis broker."""
-    import redis
-
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
-        return {}
-    r = redis.Redis.from_url(broker_url, socket_timeout=5)
-    pipe = r.pipeline()
-    for q in ("fetch", "process"):
-        pipe.llen(q)
-    pipe.hlen("unacked")
-    fetch_n, process_n, unacked = pipe.execute()
-    return {"fetch": fetch_n, "process": process_n, "unacked": unacked}
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option("--batch", default=None, help="Counters of one submission batch only.")
@@ -379,6 +365,7 @@ def stats(ctx: click.Context, as_json: bool, batch: str | None, watch: bool, int
     """Counters of terminal states (fleet-wide) and queue depths."""
     import redis
 
+    from worker.ops.queues import queue_depths
     from worker.runner import state_from_settings
     from worker.state import summarize
 
@@ -392,9 +379,9 @@ def stats(ctx: click.Context, as_json: bool, batch: str | None, watch: bool, int
         return
     try:
         summary = summarize(state_from_settings(settings).counters(batch))
-        summary["queues"] = queue_depths(url)
-    except redis.RedisError as exc:
-        console.print(f"[red]error:[/] Redis unreachable: {exc}")
+        summary["queues"] = queue_depths(url)  # Redis or AMQP
+    except (redis.RedisError, OSError, OperationalError) as exc:
+        console.print(f"[red]error:[/] broker or state store unreachable: {exc}")
         raise SystemExit(3) from None
     if as_json:
         click.echo(json.dumps(summary))
