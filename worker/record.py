@@ -1,4 +1,4 @@
-"""The record we write: schema v1, and where its JSON Schema lives."""
+"""The record we write: its schema version, and where its JSON Schema lives (``schema/record-v<N>.json``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 1
-"""Version of the record layout; bumped on any incompatible change."""
+SCHEMA_VERSION = 2
+"""Version of the record layout; bumped on any incompatible change (v2: enrichment and near-duplicates)."""
 
 
 @cache
-def record_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) shipped in the package for records of ``SCHEMA_VERSION``."""
-    return json.loads(resources.files("worker").joinpath(f"schema/record-v{SCHEMA_VERSION}.json").read_text())
+def record_schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) shipped in the package for records of ``version`` (default: current)."""
+    return json.loads(resources.files("worker").joinpath(f"schema/record-v{version}.json").read_text())
 
 
 def utc_now_iso() -> str:

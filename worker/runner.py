@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import base64
 import logging
+import signal
+import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import trafilatura
+
 from producers.canonical import canonicalize, url_id
-from worker.errors import IngestError, Skip
+from worker.errors import IngestError, PermanentError, Skip
 from worker.pipeline.clean import Cleaner
 from worker.pipeline.dedupe import Deduper, content_hash
 from worker.pipeline.enrich import Enricher
@@ -115,13 +120,18 @@ class Pipeline:
         politeness: HostPoliteness | None = None,
         max_politeness_wait: float = 60.0,
         conditional_get: bool = False,
+        near_dup_threshold: float = 0.8,
+        extract_timeout: float = 0.0,
     ) -> None:
         if min_words < 0:
             raise ValueError("min_words must be >= 0")
+        if extract_timeout < 0:
+            raise ValueError("extract_timeout must be >= 0 (0: no in-process limit)")
         self.fetcher = fetcher
         self.extractor = extractor
         self.cleaner = cleaner
-        self.deduper = Deduper(state)
+        self.deduper = Deduper(state, threshold=near_dup_threshold)
+        self.extract_timeout = extract_timeout
         self.enricher = enricher
         self.store = store
         self.state = state
@@ -170,6 +180,8 @@ class Pipeline:
             max_politeness_wait=s.max_politeness_wait,
             # validators are kept only where re-fetching is routine: they cost Redis memory per URL
             conditional_get=s.recrawl_ttl > 0,
+            near_dup_threshold=s.near_dup_threshold,
+            extract_timeout=s.extract_timeout,
         )
 
     # -- the two halves the tasks call -------------------------------------------------------------
@@ -218,11 +230,16 @@ class Pipeline:
     def process_html(
         self, job: Job, html: str, *, final_url: str, status: int, fetched_at: str, store: bool = True
     ) -> Outcome:
-        """The CPU half of the pipeline on HTML already in hand."""
-        doc = self.extractor.extract(html, final_url)
-        if doc is None or not doc.text.strip():
-            return Outcome("skipped", "no_text")
-        doc = self.cleaner.clean(doc)
+        """The CPU half of the pipeline on HTML already in hand.
+
+        Extract and clean run under ``extract_timeout`` (``failed:extract_timeout``) when this is the
+        main thread; the Celery task also has its own soft limit.
+        """
+        with time_limit(self.extract_timeout):
+            doc = self.extractor.extract(html, final_url)
+            if doc is None or not doc.text.strip():
+                return Outcome("skipped", "no_text")
+            doc = self.cleaner.clean(doc)
         record = build_record(
             job, doc, final_url=final_url, status=status, fetched_at=fetched_at, enricher=self.enricher
         )
@@ -230,12 +247,13 @@ class Pipeline:
             return Outcome("skipped", "too_short", record, detail=f"{record['word_count']} words")
         if not store:
             return Outcome("stored", "", record)
-        dup = self.deduper.check(job.id, doc.text)
+        signature = base64.b64decode(record["near_dup_signature"])
+        dup = self.deduper.check(job.id, doc.text, signature)
         if dup.duplicate_of is not None:
             record["duplicate_of"], record["similarity"] = dup.duplicate_of, dup.similarity
             if self.keep_duplicates:
                 self.store.write(record)
-            return Outcome("duplicate", "same_text", record)
+            return Outcome("duplicate", dup.reason, record)
         self.store.write(record)
         return Outcome("stored", "", record)
 
@@ -292,7 +310,7 @@ class Terminal(Exception):
 def build_record(
     job: Job, doc: Extracted, *, final_url: str, status: int, fetched_at: str, enricher: Enricher
 ) -> dict[str, Any]:
-    """A schema-v1 record from a cleaned document and where it came from."""
+    """A record of schema ``SCHEMA_VERSION`` from a cleaned document and where it came from."""
     record: dict[str, Any] = {
         "id": job.id,
         "url": job.url,
@@ -312,8 +330,54 @@ def build_record(
         "sitename": doc.sitename,
         "image": doc.image,
         "tags": list(doc.tags),
+        "modified": doc.modified,
+        "canonical_url": doc.canonical_url,
+        "categories": list(doc.categories),
+        "extractor": EXTRACTOR,
+        "duplicate_of": None,
+        "similarity": None,
     }
     return enricher.enrich(record)
+
+
+EXTRACTOR = {"name": "trafilatura", "version": trafilatura.__version__}
+"""What made a record's text: trafilatura (our options) then our clean stage."""
+
+
+class ExtractTimeout(PermanentError):
+    """Extraction of one page ran past its time limit."""
+
+    default_reason = "extract_timeout"
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``ExtractTimeout`` in this block after ``seconds`` (SIGALRM; main thread only, else no limit).
+
+    Python code is interrupted at its next bytecode; a long C call (one lxml parse) finishes first.
+    An outer ``ITIMER_REAL`` is left alone: then this block runs without a limit of its own.
+    """
+    if (
+        seconds <= 0
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    ):
+        yield
+        return
+
+    def _expired(signum: int, frame: Any) -> None:
+        # fire again soon: library code that catches Exception must not swallow the limit for good
+        signal.setitimer(signal.ITIMER_REAL, 0.25)
+        raise ExtractTimeout(detail=f"over {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def storage_from_settings(s: Settings) -> Storage:

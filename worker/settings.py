@@ -97,6 +97,15 @@ DEFAULT_RECRAWL_TTL = 0
 DEFAULT_KEEP_DUPLICATES = False
 """Also write duplicate documents as records, flagged ``duplicate_of``."""
 
+DEFAULT_NEAR_DUP_THRESHOLD = 0.8
+"""Estimated Jaccard on word 5-grams at or above which a page is a near-duplicate; 0: exact copies only."""
+
+DEFAULT_PROCESS_MAX_TASKS_PER_CHILD = 1000
+"""Tasks a process-pool child runs before it is replaced (frees trafilatura/htmldate caches); 0: never."""
+
+DEFAULT_PROCESS_MAX_MEMORY_MB = 1024
+"""Resident MiB past which a process-pool child is replaced after its current task; 0: no bound."""
+
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 """Seconds before the Redis broker re-delivers an unacked task (a killed worker's); longer than any task."""
 
@@ -202,6 +211,9 @@ class Settings:
     process_concurrency: int = DEFAULT_PROCESS_CONCURRENCY
     recrawl_ttl: int = DEFAULT_RECRAWL_TTL
     keep_duplicates: bool = DEFAULT_KEEP_DUPLICATES
+    near_dup_threshold: float = DEFAULT_NEAR_DUP_THRESHOLD
+    process_max_tasks_per_child: int = DEFAULT_PROCESS_MAX_TASKS_PER_CHILD
+    process_max_memory_mb: int = DEFAULT_PROCESS_MAX_MEMORY_MB
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     key_prefix: str = DEFAULT_KEY_PREFIX
     rotate_bytes: int = DEFAULT_ROTATE_BYTES

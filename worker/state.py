@@ -148,6 +148,42 @@ redis.call('HINCRBY', KEYS[3], 'submitted', -n)
 return n
 """
 
+# KEYS: content hashes, near-dup signatures, near-dup bands. ARGV: id (hex), content hash (16 raw bytes),
+# id (16 raw bytes), signature, min matches, then band keys. One atomic step: an exact owner of the hash,
+# else the band candidate whose signature agrees on the most slots (>= min matches), else register this
+# document as canonical (hash, signature, and every band not yet taken). Returns {kind, owner, matches}.
+_DEDUPE = """
+local owner = redis.call('HGET', KEYS[1], ARGV[2])
+if owner then
+  if owner == ARGV[1] then return {'new'} end
+  return {'same_text', owner, 0}
+end
+local sig, need = ARGV[4], tonumber(ARGV[5])
+local n = #sig
+if n > 0 then
+  local mine = {string.byte(sig, 1, n)}
+  local best, best_eq, seen = false, -1, {}
+  for i = 6, #ARGV do
+    local cand = redis.call('HGET', KEYS[3], ARGV[i])
+    if cand and not seen[cand] then
+      seen[cand] = true
+      if cand == ARGV[3] then return {'new'} end
+      local other = redis.call('HGET', KEYS[2], cand)
+      if other and #other == n then
+        local theirs, eq = {string.byte(other, 1, n)}, 0
+        for j = 1, n do if mine[j] == theirs[j] then eq = eq + 1 end end
+        if eq > best_eq then best, best_eq = cand, eq end
+      end
+    end
+  end
+  if best and best_eq >= need then return {'near_duplicate', best, best_eq} end
+  redis.call('HSET', KEYS[2], ARGV[3], sig)
+  for i = 6, #ARGV do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[3]) end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+return {'new'}
+"""
+
 FETCH_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Upper bounds of the fetch latency histogram (seconds)."""
 
@@ -211,6 +247,7 @@ class StateStore:
         self._finish = client.register_script(_FINISH)
         self._claim_failed = client.register_script(_CLAIM_FAILED)
         self._release_failed = client.register_script(_RELEASE_FAILED)
+        self._dedupe = client.register_script(_DEDUPE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StateStore:
@@ -394,6 +431,27 @@ class StateStore:
         field = bytes.fromhex(content_hash[:32])
         owner = self.r.hsetnx(key, field, url_id) and url_id
         return owner or self.r.hget(key, field).decode()
+
+    def dedupe(
+        self, url_id: str, content_hash: str, signature: bytes, bands: list[bytes], min_matches: int
+    ) -> tuple[str, str | None, int]:
+        """Exact then near-duplicate lookup, registering ``url_id`` as canonical when neither: atomic.
+
+        Returns ``(kind, owner, matches)``: ``("new", None, 0)``, ``("same_text", owner, 0)`` or
+        ``("near_duplicate", owner, equal signature slots)``. Shares the ``content`` hash with
+        ``content_owner``; near-duplicate state is ``<prefix>:nd:sig`` (id -> signature) and
+        ``<prefix>:nd:bands`` (band -> first id), kept for canonical documents only.
+        """
+        raw_id = bytes.fromhex(url_id)
+        out = self._dedupe(
+            keys=[self.key("content"), self.key("nd", "sig"), self.key("nd", "bands")],
+            args=[url_id, bytes.fromhex(content_hash[:32]), raw_id, signature, min_matches, *bands],
+        )
+        kind = out[0].decode()
+        if kind == "new":
+            return kind, None, 0
+        owner = out[1].decode() if kind == "same_text" else out[1].hex()
+        return kind, owner, int(out[2])
 
     @staticmethod
     def _decode(raw: dict) -> dict[str, int]:

@@ -1,30 +1,39 @@
-"""Dedupe stage: the same normalized text is stored once, fleet-wide.
+"""Dedupe stage: each story is stored once, fleet-wide, whether copied exactly or nearly.
 
-The text is normalized (case, punctuation and white space folded) and hashed; the first URL id to register
-a hash in shared state owns it, and every later document with that hash is a duplicate of the owner.
-A re-delivered task finds itself the owner and is not its own duplicate.
+Exact: the text is normalized (case, punctuation and white space folded) and hashed. Near: a MinHash
+signature of its word 5-grams (``worker.pipeline.neardup``) is looked up by LSH bands among the canonical
+documents, and a candidate counts when its stored signature estimates a Jaccard >= ``threshold``.
+Both checks and the registration of a new canonical document are one atomic step in shared state
+(``ContentRegistry.dedupe``), so of two near-identical pages processed at the same moment exactly one is
+canonical. A re-delivered task finds itself the owner and is not its own duplicate.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+from worker.pipeline import neardup
+from worker.pipeline.neardup import normalize_text
+
+__all__ = ["ContentRegistry", "DedupeResult", "Deduper", "content_hash", "normalize_text"]
+
+DEFAULT_THRESHOLD = 0.8
+"""Estimated Jaccard (word 5-grams) at or above which a document is a near-duplicate."""
 
 
 class ContentRegistry(Protocol):
-    """Where fingerprints live: ``content_owner`` returns the first id that registered a hash."""
+    """Shared fingerprints. ``dedupe`` returns ``(kind, owner, matches)`` in one atomic step.
 
-    def content_owner(self, content_hash: str, url_id: str) -> str: ...
+    kind is ``"new"`` (registered now, or already ours), ``"same_text"`` (owner registered this hash) or
+    ``"near_duplicate"`` (owner's signature agrees on ``matches`` slots, at least ``min_matches``).
+    An empty ``bands`` list checks the exact hash only.
+    """
 
-
-def normalize_text(text: str) -> str:
-    """Text reduced to lowercase words separated by single spaces (NFKC, punctuation dropped)."""
-    return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    def dedupe(
+        self, url_id: str, content_hash: str, signature: bytes, bands: list[bytes], min_matches: int
+    ) -> tuple[str, str | None, int]: ...
 
 
 def content_hash(text: str) -> str:
@@ -34,22 +43,43 @@ def content_hash(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DedupeResult:
-    """``duplicate_of`` is the owner's id when this document is a duplicate, else None."""
+    """``duplicate_of`` is the canonical id when this document is a duplicate (``reason`` says how)."""
 
     content_hash: str
     duplicate_of: str | None
     similarity: float | None = None
+    reason: str = ""
 
 
 class Deduper:
-    """Exact-duplicate detection on normalized text, with state shared through ``registry``."""
+    """Exact and near-duplicate detection, with state shared through ``registry``.
 
-    def __init__(self, registry: ContentRegistry) -> None:
+    ``threshold`` is the estimated Jaccard on word 5-grams for a near-duplicate; 0 checks exact copies only.
+    """
+
+    def __init__(self, registry: ContentRegistry, *, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if not 0 <= threshold <= 1:
+            raise ValueError("threshold must be between 0 and 1 (0: exact duplicates only)")
         self.registry = registry
+        self.threshold = threshold
 
-    def check(self, url_id: str, text: str) -> DedupeResult:
+    def check(self, url_id: str, text: str, signature: bytes | None = None) -> DedupeResult:
+        """Register ``text`` under ``url_id`` unless it duplicates a canonical document.
+
+        ``signature`` is ``neardup.minhash(text)`` when the caller already has it.
+        """
         digest = content_hash(text)
-        owner = self.registry.content_owner(digest, url_id)
-        if owner == url_id:
+        near = self.threshold > 0
+        sig = (signature or neardup.minhash(text)) if near else b""
+        kind, owner, matches = self.registry.dedupe(
+            url_id,
+            digest,
+            sig,
+            neardup.bands(sig) if near else [],
+            neardup.min_matches(self.threshold) if near else 0,
+        )
+        if kind == "new" or owner is None or owner == url_id:
             return DedupeResult(digest, None)
-        return DedupeResult(digest, owner, 1.0)
+        if kind == "same_text":
+            return DedupeResult(digest, owner, 1.0, "same_text")
+        return DedupeResult(digest, owner, round(neardup.estimate_jaccard(matches, len(sig)), 3), kind)

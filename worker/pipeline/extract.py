@@ -101,6 +101,9 @@ class Extracted:
     image: str | None = None
     tags: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    modified: str | None = None
+    canonical_url: str | None = None
+    categories: list[str] = field(default_factory=list)
 
 
 class Extractor:
@@ -150,7 +153,37 @@ class Extractor:
             image=_clean_meta(doc.image),
             tags=_split_tags(doc.tags),
             extra=extra,
+            modified=modified_date(tree),
+            canonical_url=_clean_meta(doc.url),  # trafilatura: canonical link, og:url, else ``url``
+            categories=_split_tags(doc.categories),
         )
+
+
+_MODIFIED_META = frozenset(
+    {"article:modified_time", "og:updated_time", "datemodified", "dcterms.modified", "last-modified",
+     "modified", "revised"}
+)
+_JSONLD_MODIFIED = re.compile(r'"dateModified"\s*:\s*"([^"]{4,40})"')
+
+
+def modified_date(tree: etree._Element) -> str | None:
+    """The page's last-modified date as declared in ``<head>`` (meta tags, JSON-LD), raw; None if absent.
+
+    Only ``<head>`` is read: a few dozen elements, not another walk over the whole page.
+    """
+    head = tree.find("head")
+    if head is None:
+        return None
+    found = None
+    for el in head:
+        if el.tag == "meta":
+            name = (el.get("property") or el.get("name") or el.get("itemprop") or el.get("http-equiv") or "")
+            if name.lower() in _MODIFIED_META and el.get("content"):
+                return _clean_meta(el.get("content"))
+        elif el.tag == "script" and found is None and el.get("type") == "application/ld+json" and el.text:
+            match = _JSONLD_MODIFIED.search(el.text)
+            found = match and match.group(1)
+    return _clean_meta(found)
 
 
 def page_hints(tree: etree._Element) -> dict[str, list[str]]:
