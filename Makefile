@@ -27,5 +27,8 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
 clean:
 	rm -rf $(VENV) data .pytest_cache
