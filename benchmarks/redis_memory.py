@@ -2,8 +2,10 @@
 """Redis memory per URL, per fingerprint and per queued message, measured on a private redis-server.
 
 Claims N URL ids through ``StateStore.claim`` (the frontier hash), registers N text fingerprints the way
-``content_owner`` does (16-byte field, 32-char owner id), queues N fetch tasks through ``producers.submit``
-(one Celery message each), and measures the size of a packed page (what one ``process`` message carries).
+``content_owner`` does (16-byte field, 32-char owner id), runs distinct texts through the real ``Deduper``
+(exact hash plus near-duplicate signature and LSH bands, kept per canonical text), queues N fetch tasks
+through ``producers.submit`` (one Celery message each), and measures the size of a packed page (what one
+``process`` message carries).
 Each figure is ``INFO used_memory`` delta / N and ``MEMORY USAGE`` of the key / N.
 
     PYTHONPATH=. python benchmarks/redis_memory.py [--n 200000]
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -38,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200_000, help="URLs and fingerprints")
     parser.add_argument("--messages", type=int, default=20_000, help="fetch messages queued")
+    parser.add_argument("--docs", type=int, default=10_000, help="distinct texts through the Deduper")
     args = parser.parse_args()
     rows, n = [], args.n
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
@@ -67,7 +71,20 @@ def main() -> None:
             pipe.execute()
             prints = _used(r) - base
             key_bytes = r.memory_usage(state.key("content"), samples=0) or 0
-            rows.append(["dedupe: one text fingerprint (content hash)", prints / n, key_bytes / n])
+            rows.append(["dedupe: one exact-text fingerprint (content hash)", prints / n, key_bytes / n])
+
+            from worker.pipeline.dedupe import Deduper
+
+            deduper, docs = Deduper(state), args.docs
+            words = [w for page in corpus()[:20] for w in page.split() if w.isalpha()][:20_000]
+            rng = random.Random(7)
+            base = _used(r)
+            for i in range(docs):  # distinct texts: every one becomes canonical and keeps its signature
+                deduper.check(os.urandom(16).hex(), " ".join(rng.choices(words, k=400)) + f" doc {i}")
+            canonical = _used(r) - base - docs * (prints / n)
+            rows.append(
+                ["dedupe: near-duplicate state of one canonical text (sig + bands)", canonical / docs, "-"]
+            )
 
             from producers import submit
             from worker.celery_app import app
@@ -100,8 +117,9 @@ def main() -> None:
     )
     result("redis_memory", "bytes per URL in the frontier", rows[0][1], unit="B")
     result("redis_memory", "bytes per text fingerprint", rows[1][1], unit="B")
-    result("redis_memory", "bytes per queued fetch message", rows[2][1], unit="B")
-    result("redis_memory", "bytes per queued process message (packed page)", rows[3][1], unit="B")
+    result("redis_memory", "bytes per canonical text, near-duplicate state", rows[2][1], unit="B")
+    result("redis_memory", "bytes per queued fetch message", rows[3][1], unit="B")
+    result("redis_memory", "bytes per queued process message (packed page)", rows[4][1], unit="B")
 
 
 if __name__ == "__main__":
