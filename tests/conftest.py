@@ -202,8 +202,8 @@ def ingest_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     env.update(
         {
             # INGEST_TEST_BROKER_URL (e.g. RabbitMQ) runs the Celery tests on another broker, state on Redis
-        "INGEST_BROKER_URL": os.environ.get("INGEST_TEST_BROKER_URL") or redis_url,
-        "INGEST_REDIS_URL": redis_url,
+            "INGEST_BROKER_URL": os.environ.get("INGEST_TEST_BROKER_URL") or redis_url,
+            "INGEST_REDIS_URL": redis_url,
             "INGEST_STORAGE_URL": str(tmp_path / "records"),
             "INGEST_DATA_DIR": str(tmp_path / "data"),
             "INGEST_ALLOW_PRIVATE_NETWORKS": "true",
