@@ -14,7 +14,7 @@ SCHEMA_VERSION = 2
 
 @cache
 def record_schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) shipped in the package for records of ``version`` (default: current)."""
+    """The JSON Schema (draft 2020-12) shipped in the package for records of ``version`` (default current)."""
     return json.loads(resources.files("worker").joinpath(f"schema/record-v{version}.json").read_text())
 
 

@@ -148,37 +148,59 @@ redis.call('HINCRBY', KEYS[3], 'submitted', -n)
 return n
 """
 
-# KEYS: content hashes, near-dup signatures, near-dup bands. ARGV: id (hex), content hash (16 raw bytes),
-# id (16 raw bytes), signature, min matches, then band keys. One atomic step: an exact owner of the hash,
-# else the band candidate whose signature agrees on the most slots (>= min matches), else register this
-# document as canonical (hash, signature, and every band not yet taken). Returns {kind, owner, matches}.
+# KEYS: content hashes, near-dup sketches, near-dup bands. ARGV: id (hex), content hash (16 raw bytes),
+# id (16 raw bytes), sketch (4-byte big-endian shingle count, then ascending 32-bit shingle hashes: bottom-k),
+# threshold, k, then band keys. One atomic step: an exact owner of the hash, else the band candidate whose
+# sketch gives the highest Jaccard (bottom-k of the union; sizes bound it first), if >= threshold, else
+# register this document as canonical (hash, sketch, and every band not yet taken).
+# Returns {kind, owner, similarity as a string}.
 _DEDUPE = """
 local owner = redis.call('HGET', KEYS[1], ARGV[2])
 if owner then
   if owner == ARGV[1] then return {'new'} end
-  return {'same_text', owner, 0}
+  return {'same_text', owner, '1'}
 end
-local sig, need = ARGV[4], tonumber(ARGV[5])
-local n = #sig
-if n > 0 then
-  local mine = {string.byte(sig, 1, n)}
-  local best, best_eq, seen = false, -1, {}
-  for i = 6, #ARGV do
+local function word(s, p)
+  local a, b, c, d = string.byte(s, p, p + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+local function hashes(s)
+  local out = {}
+  for p = 5, #s - 3, 4 do out[#out + 1] = word(s, p) end
+  return out
+end
+local sk, threshold, k = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+if #sk >= 4 then
+  local size, mine = word(sk, 1), nil
+  local best, best_j, seen = false, -1, {}
+  for i = 7, #ARGV do
     local cand = redis.call('HGET', KEYS[3], ARGV[i])
     if cand and not seen[cand] then
       seen[cand] = true
       if cand == ARGV[3] then return {'new'} end
       local other = redis.call('HGET', KEYS[2], cand)
-      if other and #other == n then
-        local theirs, eq = {string.byte(other, 1, n)}, 0
-        for j = 1, n do if mine[j] == theirs[j] then eq = eq + 1 end end
-        if eq > best_eq then best, best_eq = cand, eq end
+      if other and #other >= 4 then
+        local osize = word(other, 1)
+        if math.min(size, osize) >= threshold * math.max(size, osize) then
+          mine = mine or hashes(sk)
+          local theirs = hashes(other)
+          local x, y, both, taken = 1, 1, 0, 0
+          while taken < k and (mine[x] or theirs[y]) do
+            local a, b = mine[x], theirs[y]
+            if b == nil or (a ~= nil and a < b) then x = x + 1
+            elseif a == nil or b < a then y = y + 1
+            else both = both + 1; x = x + 1; y = y + 1 end
+            taken = taken + 1
+          end
+          local j = taken > 0 and both / taken or 1
+          if j > best_j then best, best_j = cand, j end
+        end
       end
     end
   end
-  if best and best_eq >= need then return {'near_duplicate', best, best_eq} end
-  redis.call('HSET', KEYS[2], ARGV[3], sig)
-  for i = 6, #ARGV do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[3]) end
+  if best and best_j >= threshold then return {'near_duplicate', best, string.format('%.6f', best_j)} end
+  redis.call('HSET', KEYS[2], ARGV[3], sk)
+  for i = 7, #ARGV do redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[3]) end
 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
 return {'new'}
@@ -433,25 +455,32 @@ class StateStore:
         return owner or self.r.hget(key, field).decode()
 
     def dedupe(
-        self, url_id: str, content_hash: str, signature: bytes, bands: list[bytes], min_matches: int
-    ) -> tuple[str, str | None, int]:
+        self, url_id: str, content_hash: str, sketch: bytes, bands: list[bytes], threshold: float, k: int
+    ) -> tuple[str, str | None, float]:
         """Exact then near-duplicate lookup, registering ``url_id`` as canonical when neither: atomic.
 
-        Returns ``(kind, owner, matches)``: ``("new", None, 0)``, ``("same_text", owner, 0)`` or
-        ``("near_duplicate", owner, equal signature slots)``. Shares the ``content`` hash with
-        ``content_owner``; near-duplicate state is ``<prefix>:nd:sig`` (id -> signature) and
+        Returns ``(kind, owner, similarity)``: ``("new", None, 0.0)``, ``("same_text", owner, 1.0)`` or
+        ``("near_duplicate", owner, Jaccard from the bottom-k sketches)``. Shares the ``content`` hash with
+        ``content_owner``; near-duplicate state is ``<prefix>:nd:sketch`` (id -> sketch) and
         ``<prefix>:nd:bands`` (band -> first id), kept for canonical documents only.
         """
-        raw_id = bytes.fromhex(url_id)
         out = self._dedupe(
-            keys=[self.key("content"), self.key("nd", "sig"), self.key("nd", "bands")],
-            args=[url_id, bytes.fromhex(content_hash[:32]), raw_id, signature, min_matches, *bands],
+            keys=[self.key("content"), self.key("nd", "sketch"), self.key("nd", "bands")],
+            args=[
+                url_id,
+                bytes.fromhex(content_hash[:32]),
+                bytes.fromhex(url_id),
+                sketch,
+                repr(float(threshold)),
+                k,
+                *bands,
+            ],
         )
         kind = out[0].decode()
         if kind == "new":
-            return kind, None, 0
+            return kind, None, 0.0
         owner = out[1].decode() if kind == "same_text" else out[1].hex()
-        return kind, owner, int(out[2])
+        return kind, owner, float(out[2])
 
     @staticmethod
     def _decode(raw: dict) -> dict[str, int]:

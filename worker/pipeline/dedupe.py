@@ -2,7 +2,8 @@
 
 Exact: the text is normalized (case, punctuation and white space folded) and hashed. Near: a MinHash
 signature of its word 5-grams (``worker.pipeline.neardup``) is looked up by LSH bands among the canonical
-documents, and a candidate counts when its stored signature estimates a Jaccard >= ``threshold``.
+documents, and a candidate counts when the Jaccard computed from its stored bottom-k sketch of shingle
+hashes (exact for texts up to ``neardup.SKETCH_K`` shingles) is >= ``threshold``.
 Both checks and the registration of a new canonical document are one atomic step in shared state
 (``ContentRegistry.dedupe``), so of two near-identical pages processed at the same moment exactly one is
 canonical. A re-delivered task finds itself the owner and is not its own duplicate.
@@ -24,16 +25,16 @@ DEFAULT_THRESHOLD = 0.8
 
 
 class ContentRegistry(Protocol):
-    """Shared fingerprints. ``dedupe`` returns ``(kind, owner, matches)`` in one atomic step.
+    """Shared fingerprints; ``dedupe`` looks up and registers in one atomic step.
 
-    kind is ``"new"`` (registered now, or already ours), ``"same_text"`` (owner registered this hash) or
-    ``"near_duplicate"`` (owner's signature agrees on ``matches`` slots, at least ``min_matches``).
-    An empty ``bands`` list checks the exact hash only.
+    Returns ``(kind, owner, similarity)``: kind ``"new"`` (registered now, or already ours), ``"same_text"``
+    (owner registered this hash) or ``"near_duplicate"`` (a band candidate whose bottom-``k`` sketch gives
+    Jaccard >= ``threshold``). An empty ``bands`` list checks the exact hash only.
     """
 
     def dedupe(
-        self, url_id: str, content_hash: str, signature: bytes, bands: list[bytes], min_matches: int
-    ) -> tuple[str, str | None, int]: ...
+        self, url_id: str, content_hash: str, sketch: bytes, bands: list[bytes], threshold: float, k: int
+    ) -> tuple[str, str | None, float]: ...
 
 
 def content_hash(text: str) -> str:
@@ -71,15 +72,14 @@ class Deduper:
         digest = content_hash(text)
         near = self.threshold > 0
         sig = (signature or neardup.minhash(text)) if near else b""
-        kind, owner, matches = self.registry.dedupe(
+        kind, owner, similarity = self.registry.dedupe(
             url_id,
             digest,
-            sig,
+            neardup.sketch(text) if near else b"",
             neardup.bands(sig) if near else [],
-            neardup.min_matches(self.threshold) if near else 0,
+            self.threshold,
+            neardup.SKETCH_K,
         )
         if kind == "new" or owner is None or owner == url_id:
             return DedupeResult(digest, None)
-        if kind == "same_text":
-            return DedupeResult(digest, owner, 1.0, "same_text")
-        return DedupeResult(digest, owner, round(neardup.estimate_jaccard(matches, len(sig)), 3), kind)
+        return DedupeResult(digest, owner, round(similarity, 3), kind)

@@ -1,10 +1,12 @@
 """Near-duplicate fingerprints: a b-bit MinHash of word 5-gram shingles, and its LSH bands.
 
-A document's signature is ``NUM_PERM`` one-byte slots: slot ``i`` is the low byte of the minimum, over
-the document's shingles, of the ``i``-th hash function. Two signatures agree on a slot with probability
-``J + (1 - J) / 256`` for shingle-set Jaccard ``J``, so the share of equal slots estimates ``J``
-(``estimate_jaccard``). The same 128 bytes are the record's ``near_dup_signature`` (base64) and what the
-shared state compares candidates against.
+A document's signature is its shingle count (4 bytes, big-endian) then ``NUM_PERM`` one-byte slots: slot
+``i`` is the low byte of the minimum, over the document's shingles, of the ``i``-th hash function. Two
+signatures agree on a slot with probability ``J + (1 - J) / 256`` for shingle-set Jaccard ``J``, so the
+share of equal slots estimates ``J`` (``estimate_jaccard``). The counts bound it exactly:
+``J <= min(|A|, |B|) / max(|A|, |B|)``, which rejects a text cut to 70 % of another however its slots
+agree. The same bytes are the record's ``near_dup_signature`` (base64) and what the shared state compares
+candidates against (``similarity`` here, the same arithmetic in the Lua of ``worker.state``).
 
 Candidates are found by banding (LSH): the first ``BANDS * ROWS`` slots cut into ``BANDS`` bands of
 ``ROWS`` slots; two documents become candidates when any band is equal. With 24 bands of 5 rows a pair at
@@ -26,6 +28,9 @@ import numpy as np
 NUM_PERM = 128
 """Hash functions (signature slots, one byte each)."""
 
+HEADER = 4
+"""Bytes before the slots: the number of distinct shingles, big-endian (capped at 2^32 - 1)."""
+
 SHINGLE_WORDS = 5
 """Words per shingle (word n-grams of the normalized text)."""
 
@@ -34,6 +39,9 @@ BANDS = 24
 
 ROWS = 5
 """Slots per band (BANDS * ROWS <= NUM_PERM)."""
+
+SKETCH_K = 512
+"""Shingle hashes kept for verification (bottom-k): exact Jaccard when both texts have fewer shingles."""
 
 SLOT_COLLISION = 1 / 256
 """Chance that two one-byte slots agree although their minima differ."""
@@ -92,22 +100,46 @@ def shingle_hashes(text: str, k: int = SHINGLE_WORDS) -> np.ndarray:
 
 
 def minhash(text: str) -> bytes:
-    """The ``NUM_PERM``-byte signature of ``text`` (all zero bytes for a text without words)."""
+    """The signature of ``text``: ``HEADER`` + ``NUM_PERM`` bytes (count 0 and zero slots without words)."""
     shingles = shingle_hashes(text)
     if shingles.size == 0:
-        return bytes(NUM_PERM)
+        return bytes(HEADER + NUM_PERM)
     seeds = _seeds()
     mins = np.full(NUM_PERM, np.iinfo(np.uint64).max, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for start in range(0, shingles.size, _CHUNK):
             block = _mix(shingles[start : start + _CHUNK][None, :] ^ seeds)
             np.minimum(mins, block.min(axis=1), out=mins)
-    return (mins & np.uint64(0xFF)).astype(np.uint8).tobytes()
+    count = min(int(shingles.size), 2**32 - 1).to_bytes(HEADER, "big")
+    return count + (mins & np.uint64(0xFF)).astype(np.uint8).tobytes()
+
+
+def sketch(text: str, k: int = SKETCH_K) -> bytes:
+    """Bottom-k sketch for verification: shingle count (4 bytes), then the ``k`` smallest 32-bit shingle
+    hashes, ascending, big-endian. Two sketches give Jaccard exactly when both texts have at most ``k``
+    shingles, else with a standard error of about sqrt(J (1 - J) / k)."""
+    shingles = shingle_hashes(text)
+    count = min(int(shingles.size), 2**32 - 1).to_bytes(HEADER, "big")
+    with np.errstate(over="ignore"):
+        small = np.unique(_mix(shingles ^ _seeds()[0]) >> np.uint64(32))[:k]
+    return count + small.astype(">u4").tobytes()
+
+
+def sketch_jaccard(a: bytes, b: bytes, k: int = SKETCH_K) -> float:
+    """Jaccard from two bottom-k sketches (the same merge the Lua of ``worker.state`` does)."""
+    xs = np.frombuffer(a[HEADER:], ">u4").tolist()
+    ys = np.frombuffer(b[HEADER:], ">u4").tolist()
+    union = sorted(set(xs) | set(ys))[:k]
+    if not union:
+        return 1.0
+    both = set(xs) & set(ys)
+    return sum(1 for h in union if h in both) / len(union)
 
 
 def bands(signature: bytes) -> list[bytes]:
     """The LSH band keys of a signature: band index byte + its ``ROWS`` slots (6 bytes each)."""
-    return [bytes((b,)) + signature[b * ROWS : (b + 1) * ROWS] for b in range(BANDS)]
+    slots = signature[HEADER:]
+    return [bytes((b,)) + slots[b * ROWS : (b + 1) * ROWS] for b in range(BANDS)]
 
 
 def estimate_jaccard(matches: int, slots: int = NUM_PERM) -> float:
@@ -122,12 +154,18 @@ def min_matches(threshold: float, slots: int = NUM_PERM) -> int:
     return max(1, min(slots, int(np.ceil(need - 1e-9))))
 
 
+def size_bound(a: bytes, b: bytes) -> float:
+    """The largest Jaccard two shingle sets of these sizes can have: min / max of the counts."""
+    na, nb = int.from_bytes(a[:HEADER], "big"), int.from_bytes(b[:HEADER], "big")
+    return min(na, nb) / max(na, nb) if max(na, nb) else 1.0
+
+
 def similarity(a: bytes, b: bytes) -> float:
-    """Estimated Jaccard of the documents behind two signatures."""
-    if len(a) != len(b) or not a:
+    """Estimated Jaccard of the documents behind two signatures (slot estimate, capped by sizes)."""
+    if len(a) != len(b) or len(a) <= HEADER:
         raise ValueError("signatures differ in length")
-    same = int(np.count_nonzero(np.frombuffer(a, np.uint8) == np.frombuffer(b, np.uint8)))
-    return estimate_jaccard(same, len(a))
+    same = int(np.count_nonzero(np.frombuffer(a[HEADER:], np.uint8) == np.frombuffer(b[HEADER:], np.uint8)))
+    return min(estimate_jaccard(same, len(a) - HEADER), size_bound(a, b))
 
 
 if BANDS * ROWS > NUM_PERM or BANDS > 255:
