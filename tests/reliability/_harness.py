@@ -91,6 +91,8 @@ class CeleryWorker:
         self.pool, self.concurrency, self.queues = pool, concurrency, queues
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.crashes = 0
+        self._down_on_purpose = False
 
     def start(self) -> CeleryWorker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -105,16 +107,27 @@ class CeleryWorker:
         )
         log.close()
         self.starts += 1
+        self._down_on_purpose = False
         return self
+
+    def supervise(self) -> bool:
+        """Restart the worker if it exited on its own (what systemd's Restart=always does); True if it did."""
+        if self.proc is None or self._down_on_purpose or self.proc.poll() is None:
+            return False
+        self.crashes += 1
+        self.start()
+        return True
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children (its process group, which we created)."""
         assert self.proc is not None
+        self._down_on_purpose = True
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Warm shutdown: finish the task in hand, publish part files."""
+        self._down_on_purpose = True
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
