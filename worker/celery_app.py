@@ -62,4 +62,8 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     worker_cancel_long_running_tasks_on_connection_loss=False,
+    # memory bound for long-running process workers (prefork only; the fetch threads pool ignores both):
+    # a child is replaced after N tasks, or after the task that takes it past the resident limit (KiB)
+    worker_max_tasks_per_child=settings.process_max_tasks_per_child or None,
+    worker_max_memory_per_child=settings.process_max_memory_mb * 1024 or None,
 )

@@ -9,13 +9,13 @@ from functools import cache
 from typing import Any
 
 import redis
-from celery.exceptions import Reject, SoftTimeLimitExceeded
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_failure, worker_process_shutdown, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from worker.celery_app import app, settings
 from worker.errors import RateLimited, TransientError
-from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error
+from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, state_from_settings
 from worker.state import observation_fields
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,22 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
     )
     through_outage(p.finish, j, outcome, metrics)
     return outcome.state
+
+
+@task_failure.connect(sender=process)
+def _hard_time_limit(exception: BaseException | None = None, args: Any = None, **_: Any) -> None:
+    # past the hard limit the pool kills the child: no finish() ran there. Celery calls this in the parent
+    # (which then acks the message), so record the end here or the URL stays pending for ever.
+    if isinstance(exception, TimeLimitExceeded) and args:
+        j = Job.from_dict(args[0])
+        detail = f"hard time limit ({exception}): process killed"
+        end = ("failed", "extract_timeout")
+        through_outage(_state().finish, j.id, j.token, *end, batch=j.batch, url=j.url, detail=detail)
+
+
+@cache
+def _state() -> Any:
+    return state_from_settings(settings)
 
 
 @worker_process_shutdown.connect
