@@ -10,11 +10,12 @@ from typing import Any
 
 import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import task_failure, worker_process_shutdown, worker_shutdown
+from celery.signals import task_failure, worker_process_init, worker_process_shutdown, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from worker.celery_app import app, settings
 from worker.errors import RateLimited, TransientError
+from worker.pipeline.enrich import Enricher
 from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, state_from_settings
 from worker.state import observation_fields
 
@@ -140,6 +141,13 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
     )
     through_outage(p.finish, j, outcome, metrics)
     return outcome.state
+
+
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    # a new pool child (at start, or replaced by max tasks/memory per child) loads its models before its
+    # first task, so that loading does not count against that task's time limit
+    Enricher().warm_up()
 
 
 @task_failure.connect(sender=process)

@@ -138,8 +138,8 @@ def test_sketch_jaccard_is_exact_for_short_texts():
 
 
 def test_unspaced_scripts_are_shingled_by_character(state):
-    """A Japanese text with one changed sentence is a near-duplicate (characters stand for words)."""
-    ja = "".join(f"第{i}回の会議で、市議会は新しい港湾計画について{i + 3}時間議論しました。" for i in range(12))
+    """A Japanese text with one added sentence is a near-duplicate (characters stand for words)."""
+    ja = "".join(f"第{i}回の会議で、市議会は港湾計画について{i + 3}時間議論した。" for i in range(12))
     d = Deduper(state)
     d.check(A, ja)
     assert d.check(B, ja + "詳しくは公式サイトをご覧ください。").reason == "near_duplicate"
