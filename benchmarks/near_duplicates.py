@@ -327,7 +327,8 @@ def main() -> None:
     print(f"| used_memory delta per canonical document ({len(canonical)}) | {per_canonical:.0f} |")
     print(f"| MEMORY USAGE of content + nd:sketch + nd:bands per canonical document | "
           f"{key_bytes / len(canonical):.0f} |")
-    print(f"| Redis CPU per check (us, INFO commandstats) | {(usec1 - usec0) / max(1, calls1 - calls0):.0f} |")
+    redis_us = (usec1 - usec0) / max(1, calls1 - calls0)
+    print(f"| Redis CPU per check (us, INFO commandstats) | {redis_us:.0f} |")
     print(f"| wall time per check incl. sketch (ms, loopback) | {wall_ms:.2f} |")
     print(f"| MinHash + sketch CPU per document (ms) | {sig_ms:.2f} |")
     figures = (
