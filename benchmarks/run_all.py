@@ -3,7 +3,10 @@
 summary table of every figure (from the scripts' ``RESULT {json}`` lines) and each script's own output.
 
     python benchmarks/run_all.py                  # all of them (make bench)
-    python benchmarks/run_all.py --only throughput --only memory_bound
+    python benchmarks/run_all.py --only throughput --only memory_bound   # re-run two, keep the others
+
+Each script's raw result is kept in ``docs/benchmarks.json``; ``--only`` replaces those it re-runs there
+and rewrites the report from all of them (each section says when it ran).
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def run(script: Path) -> dict:
         "seconds": time.monotonic() - t,
         "results": results,
         "output": lines,
+        "at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
     }
 
 
@@ -167,7 +171,8 @@ def report(runs: list[dict], started: datetime, mach: dict, vers: dict) -> str:
                 f"{_fmt(x.get('ratio'))} | {_met(x)} |"
             )
     for r in runs:
-        out += ["", f"## {r['name']}", "", f"exit {r['rc']}, {r['seconds']:.0f} s", "", "```"]
+        when = f", ran {r['at']}" if r.get("at") else ""
+        out += ["", f"## {r['name']}", "", f"exit {r['rc']}, {r['seconds']:.0f} s{when}", "", "```"]
         out += [line.rstrip() for line in r["output"][-120:]] + ["```"]
     return "\n".join(out) + "\n"
 
@@ -179,11 +184,17 @@ def main() -> None:
     args = parser.parse_args()
     started = datetime.now(UTC)
     mach, vers = machine(), versions()
-    runs = [run(s) for s in scripts(args.only)]
+    fresh = [run(s) for s in scripts(args.only)]
+    raw = args.out.with_suffix(".json")
+    kept = json.loads(raw.read_text()) if args.only and raw.exists() else []
+    names = [p.stem for p in scripts([])]
+    by_name = {r["name"]: r for r in kept} | {r["name"]: r for r in fresh}
+    runs = sorted(by_name.values(), key=lambda r: names.index(r["name"]) if r["name"] in names else 99)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(runs, indent=1))
     args.out.write_text(report(runs, started, mach, vers))
     print(f"wrote {args.out}")
-    if any(r["rc"] for r in runs):
+    if any(r["rc"] for r in fresh):
         sys.exit(1)
 
 

@@ -2,8 +2,10 @@
 """End-to-end throughput: pages served on loopback through ``ingest run`` vs the CPU limit.
 
 The limit is raw ``trafilatura.extract(html, with_metadata=True)`` in a warm process pool of the same size
-as our process worker, over the same HTML, in the same run (measured before and after ours; the mean is
-the baseline). Ours is the whole pipeline: fetch (threads), extract, clean, dedupe, enrich, store (prefork),
+as our process worker, over the same HTML, in the same run. Rounds interleave limit, ours, limit, ours,
+limit: each round of ours is divided by the mean of the limits measured just before and after it, and the
+median ratio is reported, so load from other processes on a shared machine hits both sides.
+Ours is the whole pipeline: fetch (threads), extract, clean, dedupe, enrich, store (prefork),
 through a real broker. Two figures for ours: steady state (from 5% to 100% of pages terminal, polled on the
 broker's counters: what a long-running fleet sees) and cold (the whole ``ingest run`` command: embedded
 Redis and worker start included). Goal: steady-state ratio >= 0.90.
@@ -88,31 +90,41 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=905, help="pages to ingest (the corpus is cycled)")
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="process pool size")
     parser.add_argument("--fetch-threads", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of ours, each between two limits")
     args = parser.parse_args()
 
     pages = corpus()
     htmls = [pages[i % len(pages)] for i in range(args.pages)]
-    before = cpu_limit(htmls, args.concurrency)
-    with PageServer(pages) as server, tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
-        ours = run_ingest(page_urls(server.base, args.pages), args.concurrency, args.fetch_threads, Path(tmp))
-    after = cpu_limit(htmls, args.concurrency)
-    limit = (before + after) / 2
-    steady, cold = ours["steady_pages_per_s"], ours["cold_pages_per_s"]
+    limits = [cpu_limit(htmls, args.concurrency)]
+    rounds, rows = [], []
+    with PageServer(pages) as server:
+        for k in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
+                ours = run_ingest(
+                    page_urls(server.base, args.pages), args.concurrency, args.fetch_threads, Path(tmp)
+                )
+            limits.append(cpu_limit(htmls, args.concurrency))
+            limit = (limits[-2] + limits[-1]) / 2
+            steady, cold = ours["steady_pages_per_s"], ours["cold_pages_per_s"]
+            rounds.append((steady / limit, cold / limit, steady, cold, limit))
+            rows += [
+                [f"round {k + 1}: CPU limit (mean of the two around it)", limit, 1.0],
+                [f"round {k + 1}: ingest run, steady state (5% -> 100% terminal)", steady, steady / limit],
+                [f"round {k + 1}: ingest run, cold ({ours['cold_seconds']:.1f} s, with start-up)", cold,
+                 cold / limit],
+            ]  # fmt: skip
+    rounds.sort()
+    mid = rounds[(len(rounds) - 1) // 2]
     table(
         f"throughput: {args.pages} pages of {corpus_name()}, {args.concurrency} processes, "
-        f"{os.cpu_count()} cores",
+        f"{os.cpu_count()} cores; CPU limits measured {', '.join(f'{x:.1f}' for x in limits)} pages/s",
         ["run", "pages/s", "ratio to CPU limit"],
-        [
-            ["CPU limit: trafilatura.extract in a process pool (before ours)", before, before / limit],
-            ["CPU limit (after ours)", after, after / limit],
-            ["ingest run, steady state (5% -> 100% terminal)", steady, steady / limit],
-            [f"ingest run, cold ({ours['cold_seconds']:.1f} s, with start-up)", cold, cold / limit],
-        ],
+        rows,
     )
     states = {s: ours.get(s, 0) for s in ("stored", "duplicate", "skipped", "failed", "pending")}
-    print(f"\nstates: {states}", flush=True)
-    result("throughput", "steady pages/s vs CPU limit", steady, limit, goal=GOAL, unit="pages/s")
-    result("throughput", "cold pages/s vs CPU limit", cold, limit, unit="pages/s")
+    print(f"\nstates (last round): {states}; median round reported", flush=True)
+    result("throughput", "steady pages/s vs CPU limit", mid[2], mid[4], goal=GOAL, unit="pages/s")
+    result("throughput", "cold pages/s vs CPU limit", mid[3], mid[4], unit="pages/s")
 
 
 if __name__ == "__main__":
