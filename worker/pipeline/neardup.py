@@ -5,13 +5,15 @@ A document's signature is its shingle count (4 bytes, big-endian) then ``NUM_PER
 signatures agree on a slot with probability ``J + (1 - J) / 256`` for shingle-set Jaccard ``J``, so the
 share of equal slots estimates ``J`` (``estimate_jaccard``). The counts bound it exactly:
 ``J <= min(|A|, |B|) / max(|A|, |B|)``, which rejects a text cut to 70 % of another however its slots
-agree. The same bytes are the record's ``near_dup_signature`` (base64) and what the shared state compares
-candidates against (``similarity`` here, the same arithmetic in the Lua of ``worker.state``).
+agree. These bytes are the record's ``near_dup_signature`` (base64): compact, for offline use.
 
 Candidates are found by banding (LSH): the first ``BANDS * ROWS`` slots cut into ``BANDS`` bands of
 ``ROWS`` slots; two documents become candidates when any band is equal. With 24 bands of 5 rows a pair at
 J = 0.8 is a candidate with probability 1 - (1 - 0.8^5)^24 > 0.9999, at J = 0.5 with 0.53, at J = 0.2
-with 0.008; every candidate is then verified on all 128 slots, so banding only decides the work done.
+with 0.008; every candidate is then verified on the sketches, so banding only decides the work done.
+Verification uses a larger ``sketch``: the ``SKETCH_K`` smallest 32-bit shingle hashes (bottom-k), exact
+for texts of up to ``SKETCH_K`` shingles, which the Lua step of ``worker.state`` keeps per canonical
+document and merges with the incoming one (``sketch_jaccard`` here does the same in Python).
 
 Everything is deterministic: fixed seeds, no process-global state, the same text gives the same bytes.
 """
@@ -146,12 +148,6 @@ def estimate_jaccard(matches: int, slots: int = NUM_PERM) -> float:
     """Shingle Jaccard estimated from the number of equal slots, corrected for one-byte collisions."""
     share = matches / slots
     return max(0.0, min(1.0, (share - SLOT_COLLISION) / (1 - SLOT_COLLISION)))
-
-
-def min_matches(threshold: float, slots: int = NUM_PERM) -> int:
-    """Fewest equal slots whose estimate reaches ``threshold``."""
-    need = slots * (threshold * (1 - SLOT_COLLISION) + SLOT_COLLISION)
-    return max(1, min(slots, int(np.ceil(need - 1e-9))))
 
 
 def size_bound(a: bytes, b: bytes) -> float:
