@@ -155,9 +155,7 @@ def exact_jaccards(shingles: list[np.ndarray]) -> dict[tuple[int, int], float]:
             for a_i, a in enumerate(ds):
                 for b in ds[a_i + 1 :]:
                     shared[(a, b)] += 1
-    return {
-        (a, b): n / (len(shingles[a]) + len(shingles[b]) - n) for (a, b), n in shared.items()
-    }
+    return {(a, b): n / (len(shingles[a]) + len(shingles[b]) - n) for (a, b), n in shared.items()}
 
 
 def detector_pairs(
@@ -181,8 +179,19 @@ def detector_pairs(
 def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp)],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -199,8 +208,10 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ground-truth", type=Path, default=GROUND_TRUTH)
-    ap.add_argument("--redis-url", help="a Redis to use (keys under a fresh prefix, removed after); "
-                    "default: a private redis-server")
+    ap.add_argument(
+        "--redis-url",
+        help="a Redis to use (keys under a fresh prefix, removed after); default: a private redis-server",
+    )
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
@@ -299,15 +310,19 @@ def main() -> None:
         proc.wait(10)
 
     n = len(docs)
-    print(f"corpus: {len(texts)} stories -> {n} documents; {len(positives)} pairs with exact J >= 0.8 "
-          f"(word 5-grams); MinHash {neardup.NUM_PERM} x 1 byte, LSH {neardup.BANDS} bands x "
-          f"{neardup.ROWS} rows, verified on bottom-{neardup.SKETCH_K} sketches, threshold {args.threshold}")
+    print(
+        f"corpus: {len(texts)} stories -> {n} documents; {len(positives)} pairs with exact J >= 0.8 "
+        f"(word 5-grams); MinHash {neardup.NUM_PERM} x 1 byte, LSH {neardup.BANDS} bands x "
+        f"{neardup.ROWS} rows, verified on bottom-{neardup.SKETCH_K} sketches, threshold {args.threshold}"
+    )
     print()
     print("| figure | precision | recall | flagged | should |")
     print("|---|---|---|---|---|")
     print(f"| detector, all pairs | {det_p:.4f} | {det_r:.4f} | {len(found)} | {len(positives)} |")
-    print(f"| detector, pairs with abs(J - 0.8) >= 0.05 ({len(margin)} left out) | {det_p_clear:.4f} "
-          f"| {det_r_clear:.4f} | {len(clear_found)} | {len(clear_pos)} |")
+    print(
+        f"| detector, pairs with abs(J - 0.8) >= 0.05 ({len(margin)} left out) | {det_p_clear:.4f} "
+        f"| {det_r_clear:.4f} | {len(clear_found)} | {len(clear_pos)} |"
+    )
     print(f"| stream through Redis (Deduper) | {str_p:.4f} | {str_r:.4f} | {len(flagged)} | {should} |")
     print()
     print("| variant vs its original | pairs J >= 0.8 | found | recall | false flags (J < 0.8) |")
@@ -325,8 +340,10 @@ def main() -> None:
     print(f"| bytes sent to Redis | {sent:.0f} |")
     per_canonical = (mem1 - mem0) / len(canonical)
     print(f"| used_memory delta per canonical document ({len(canonical)}) | {per_canonical:.0f} |")
-    print(f"| MEMORY USAGE of content + nd:sketch + nd:bands per canonical document | "
-          f"{key_bytes / len(canonical):.0f} |")
+    print(
+        f"| MEMORY USAGE of content + nd:sketch + nd:bands per canonical document | "
+        f"{key_bytes / len(canonical):.0f} |"
+    )
     redis_us = (usec1 - usec0) / max(1, calls1 - calls0)
     print(f"| Redis CPU per check (us, INFO commandstats) | {redis_us:.0f} |")
     print(f"| wall time per check incl. sketch (ms, loopback) | {wall_ms:.2f} |")

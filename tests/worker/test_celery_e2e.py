@@ -10,7 +10,7 @@ import jsonschema
 
 from tests.conftest import article_html, author_name, ingest
 from worker.pipeline.store import read_records
-from worker.record import record_schema
+from worker.record import SCHEMA_VERSION, record_schema
 
 
 def _wait_for_batch(batch: str, env: dict[str, str], timeout: float = 120) -> dict:
@@ -60,19 +60,23 @@ def test_submitted_urls_become_records_through_celery_workers(workers, page_serv
 
     workers.stop()  # warm shutdown publishes the open part files
     records = {r["url"]: r for r in read_records(Path(env["INGEST_STORAGE_URL"]))}
-    assert sorted(records) == sorted(articles)
+    # story-0 and its copy have one text: whichever a worker finished first is the canonical record
+    twins = {articles[0], bad[3]}
+    assert len(twins & set(records)) == 1
+    canonical_url = (twins & set(records)).pop()
+    assert sorted(set(records) - twins) == sorted(articles[1:])
     schema = record_schema()
     for n, url in enumerate(articles):
-        r = records[url]
+        r = records[canonical_url if n == 0 else url]
         jsonschema.validate(r, schema)
-        assert r["final_url"] == url and r["status"] == 200 and r["source"] == "file"
+        assert r["final_url"] == r["url"] and r["status"] == 200 and r["source"] == "file"
         assert r["title"] == article_html(n).split("<title>")[1].split(" | ")[0]
         assert r["author"] == author_name(n)
         assert r["published"].startswith(f"2026-03-{(n % 27) + 1:02d}")
         assert r["language"] == "en"
         assert f"Paragraph 1 of story {n}:" in r["text"] and f"Paragraph 6 of story {n}:" in r["text"]
-        assert r["word_count"] == len(r["text"].split()) or r["word_count"] > 200
-        assert r["schema_version"] == 1
+        assert 200 < r["word_count"] < 320  # six paragraphs of about 40 words
+        assert r["schema_version"] == SCHEMA_VERSION
     assert len({r["id"] for r in records.values()}) == 25
 
 

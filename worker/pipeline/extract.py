@@ -160,8 +160,15 @@ class Extractor:
 
 
 _MODIFIED_META = frozenset(
-    {"article:modified_time", "og:updated_time", "datemodified", "dcterms.modified", "last-modified",
-     "modified", "revised"}
+    {
+        "article:modified_time",
+        "og:updated_time",
+        "datemodified",
+        "dcterms.modified",
+        "last-modified",
+        "modified",
+        "revised",
+    }
 )
 _JSONLD_MODIFIED = re.compile(r'"dateModified"\s*:\s*"([^"]{4,40})"')
 
@@ -177,7 +184,7 @@ def modified_date(tree: etree._Element) -> str | None:
     found = None
     for el in head:
         if el.tag == "meta":
-            name = (el.get("property") or el.get("name") or el.get("itemprop") or el.get("http-equiv") or "")
+            name = el.get("property") or el.get("name") or el.get("itemprop") or el.get("http-equiv") or ""
             if name.lower() in _MODIFIED_META and el.get("content"):
                 return _clean_meta(el.get("content"))
         elif el.tag == "script" and found is None and el.get("type") == "application/ld+json" and el.text:
