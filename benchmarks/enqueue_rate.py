@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,27 +24,6 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def _private_redis(directory: str) -> tuple[subprocess.Popen, str]:
-    import redis
-
-    from worker.embedded import free_port, redis_server_binary
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def _rss_mib() -> float:
@@ -65,7 +43,9 @@ def main() -> None:
     proc = None
     url = args.redis_url
     if not url:
-        proc, url = _private_redis(tmp)
+        from worker.embedded import start_redis_server
+
+        proc, url = start_redis_server(tmp)
     os.environ["INGEST_BROKER_URL"] = url  # read by worker.celery_app at import
     try:
         run(url, args.urls, args.naive, Path(tmp))

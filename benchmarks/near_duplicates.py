@@ -25,7 +25,6 @@ import argparse
 import json
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from worker.embedded import free_port, redis_server_binary  # noqa: E402
+from worker.embedded import start_redis_server  # noqa: E402
 from worker.pipeline import neardup  # noqa: E402
 from worker.pipeline.dedupe import DEFAULT_THRESHOLD, Deduper  # noqa: E402
 from worker.state import StateStore  # noqa: E402
@@ -176,35 +175,6 @@ def detector_pairs(
     return out
 
 
-def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(300):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ground-truth", type=Path, default=GROUND_TRUTH)
@@ -259,7 +229,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="neardup-bench-"))
     url = args.redis_url
     if not url:
-        proc, url = start_redis(tmp)
+        proc, url = start_redis_server(tmp)
     client = redis.Redis.from_url(url)
     prefix = f"ndbench{uuid.uuid4().hex[:8]}"
     store = StateStore(client, prefix=prefix)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,41 +20,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.embedded import free_port, redis_server_binary
+from worker.embedded import start_redis_server
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = Path(__file__).resolve().parent / "pages"
-
-
-def _start_private_redis(directory: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("private redis-server did not start") from None
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +39,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     elif os.environ.get("INGEST_TEST_REQUIRE_SERVICES") == "1":
         pytest.fail("INGEST_TEST_REQUIRE_SERVICES=1 but INGEST_TEST_REDIS_URL is not set")
     else:
-        proc, url = _start_private_redis(tmp_path_factory.mktemp("redis"))
+        proc, url = start_redis_server(tmp_path_factory.mktemp("redis"))
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

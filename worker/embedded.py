@@ -140,3 +140,38 @@ def resolve_broker(broker_url: str, data_dir: str, *, start: bool = False) -> tu
             "start one with `ingest worker` (or `ingest run`), or set INGEST_BROKER_URL"
         )
     return url, False
+
+
+def start_redis_server(
+    directory: str | os.PathLike[str],
+    *,
+    port: int | None = None,
+    appendonly: bool = False,
+    timeout: float = 15.0,
+) -> tuple[subprocess.Popen, str]:
+    """A private redis-server in the foreground (tests, benchmarks): its process and URL, once it answers."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + timeout
+    while not _alive(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"private redis-server did not start on port {port}")
+        time.sleep(0.05)
+    return proc, url
