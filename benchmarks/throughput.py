@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=905, help="pages to ingest (the corpus is cycled)")
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="process pool size")
     parser.add_argument("--fetch-threads", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of ours, each between two limits")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of ours, each between two limits")
     args = parser.parse_args()
 
     pages = corpus()
