@@ -211,12 +211,14 @@ def _submit_chunk(
         for claim, raw, canonical in to_send
     ]
     try:
+        state.track(jobs)  # before sending: a message lost later can be sent again from here
         sender.send_all(jobs)
     except _BROKER_ERRORS as exc:
         # The whole batch is uncertain: release it so the URLs can be submitted again. A message that did
         # get through then finds its claim gone and counts nothing (the finish script checks the token).
         unsent = [c for c, _, _ in to_send]
         release(state, unsent, batch=result.batch)
+        state.untrack([c.url_id for c in unsent])
         result.submitted -= len(unsent)
         raise BrokerUnavailable(f"broker lost while queueing: {exc}; {len(unsent)} URLs released") from exc
     result.accepted += len(jobs)

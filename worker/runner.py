@@ -403,4 +403,5 @@ def state_from_settings(s: Settings) -> StateStore:
         recrawl_ttl=s.recrawl_ttl,
         batch_ttl=s.batch_ttl,
         failures_max=s.failures_max,
+        redeliver_after=s.redeliver_after,
     )

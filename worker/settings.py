@@ -109,6 +109,9 @@ DEFAULT_PROCESS_MAX_MEMORY_MB = 1024
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 """Seconds before the Redis broker re-delivers an unacked task (a killed worker's); longer than any task."""
 
+DEFAULT_REDELIVER_AFTER = 3900.0
+"""Seconds an untouched queued job waits (queues empty) before it is sent again as lost; > visibility."""
+
 DEFAULT_KEY_PREFIX = "ingest"
 """Prefix of every Redis key we own, so several deployments can share one Redis."""
 
@@ -215,6 +218,7 @@ class Settings:
     process_max_tasks_per_child: int = DEFAULT_PROCESS_MAX_TASKS_PER_CHILD
     process_max_memory_mb: int = DEFAULT_PROCESS_MAX_MEMORY_MB
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    redeliver_after: float = DEFAULT_REDELIVER_AFTER
     key_prefix: str = DEFAULT_KEY_PREFIX
     rotate_bytes: int = DEFAULT_ROTATE_BYTES
     rotate_seconds: float = DEFAULT_ROTATE_SECONDS

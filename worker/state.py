@@ -62,13 +62,16 @@ return out
 """
 
 # KEYS: urls, counters, batch, failures stream, dead letters hash, dead letters index (zset by time), metrics
-# hash, failing domains (zset). ARGV: id, token, code, state, reason, now, batch_ttl, maxlen, event json,
+# hash, failing domains (zset), in-flight jobs (hash), their redelivery times (zset). ARGV: id, token, code,
+# state, reason, now, batch_ttl, maxlen, event json,
 # dead-letter json (an object starting with "reason", without attempts), domain, then metric field/increment
 # pairs. Returns 1 when this call moved the URL to its terminal state, else 0 (re-delivery: nothing counted).
 _FINISH = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v ~= 'q:' .. ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. ':' .. ARGV[6])
+redis.call('HDEL', KEYS[9], ARGV[1])
+redis.call('ZREM', KEYS[10], ARGV[1])
 for _, key in ipairs({KEYS[2], KEYS[3]}) do
   redis.call('HINCRBY', key, ARGV[4], 1)
   if ARGV[5] ~= '' then redis.call('HINCRBY', key, ARGV[4] .. ':' .. ARGV[5], 1) end
@@ -257,9 +260,13 @@ class StateStore:
         recrawl_ttl: int = 0,
         batch_ttl: int = 7 * 24 * 3600,
         failures_max: int = 100_000,
+        redeliver_after: float = 3900.0,
     ) -> None:
         if recrawl_ttl < 0:
             raise ValueError("recrawl_ttl must be >= 0")
+        if redeliver_after <= 0:
+            raise ValueError("redeliver_after must be > 0")
+        self.redeliver_after = redeliver_after
         self.r = client
         self.prefix = prefix
         self.recrawl_ttl = recrawl_ttl
@@ -335,6 +342,8 @@ class StateStore:
                     self.key("dead", "at"),
                     self.key("metrics"),
                     self.key("failing_domains"),
+                    self.key("inflight"),
+                    self.key("inflight", "due"),
                 ],
                 args=[
                     bytes.fromhex(url_id),
@@ -352,6 +361,51 @@ class StateStore:
                 ],
             )
         )
+
+    # -- in-flight jobs: what to send again when a message is lost --------------------------------------
+    # Celery's Redis transport can lose a message a worker popped but had not yet recorded as unacked
+    # (kombu takes it off the queue first) when the worker or Redis dies at that moment. Every queued job is
+    # kept here until its terminal state (the finish script removes it) with a time after which, nothing
+    # having touched it, it is sent again (``worker.reconcile``); the claim token makes that idempotent.
+
+    def track(self, jobs: Sequence[dict[str, Any]]) -> None:
+        """Remember queued jobs (task arguments) until they end."""
+        if not jobs:
+            return
+        due = time.time() + self.redeliver_after
+        pipe = self.r.pipeline(transaction=False)
+        for job in jobs:
+            field = bytes.fromhex(job["id"])
+            pipe.hset(self.key("inflight"), field, json.dumps(job, separators=(",", ":")))
+            pipe.zadd(self.key("inflight", "due"), {field: due})
+        pipe.execute()
+
+    def touch(self, url_id: str, later: float = 0.0) -> None:
+        """A task is working on (or has deferred by ``later`` seconds) this job: push its redelivery back."""
+        due = time.time() + later + self.redeliver_after
+        self.r.zadd(self.key("inflight", "due"), {bytes.fromhex(url_id): due}, xx=True)
+
+    def stale_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Jobs untouched for ``redeliver_after`` seconds, oldest first (their entries stay in place)."""
+        fields = self.r.zrangebyscore(self.key("inflight", "due"), "-inf", time.time(), start=0, num=limit)
+        if not fields:
+            return []
+        jobs = []
+        for field, raw in zip(fields, self.r.hmget(self.key("inflight"), fields), strict=True):
+            if raw is None:
+                self.r.zrem(self.key("inflight", "due"), field)
+            else:
+                jobs.append(json.loads(raw))
+        return jobs
+
+    def untrack(self, url_ids: Sequence[str]) -> None:
+        """Forget jobs (ended elsewhere, or released before they were queued)."""
+        if url_ids:
+            fields = [bytes.fromhex(i) for i in url_ids]
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hdel(self.key("inflight"), *fields)
+            pipe.zrem(self.key("inflight", "due"), *fields)
+            pipe.execute()
 
     def dead_letters(self, reason: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """URLs whose last end was ``failed``, newest first: url, id, reason, detail, attempts, at, batch."""

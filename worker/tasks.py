@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from functools import cache
 from typing import Any
 
 import redis
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import task_failure, worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    task_failure,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from kombu.exceptions import OperationalError
 
 from worker.celery_app import app, settings
 from worker.errors import RateLimited, TransientError
 from worker.pipeline.enrich import Enricher
+from worker.reconcile import Reconciler
 from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, state_from_settings
-from worker.state import observation_fields
+from worker.state import StateStore, observation_fields
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +60,12 @@ def through_outage(call: Any, *args: Any, **kwargs: Any) -> Any:
             delay = min(delay * 2, 5.0)
 
 
-def _retry_later(task: Any, exc: TransientError) -> None:
+def _retry_later(task: Any, exc: TransientError, state: StateStore, url_id: str) -> None:
     """``task.retry`` with the publish error kept visible (Celery turns it into a drop-the-message Reject)."""
+    countdown = retry_delay(task.request.retries, exc)
+    state.touch(url_id, countdown)  # waiting on purpose: not a lost message
     try:
-        task.retry(exc=exc, countdown=retry_delay(task.request.retries, exc))
+        task.retry(exc=exc, countdown=countdown)
     except Reject as rej:
         if isinstance(rej.reason, REDIS_DOWN):
             raise rej.reason from None
@@ -84,16 +94,18 @@ def fetch(self: Any, job: dict[str, Any]) -> str:
     started = time.monotonic()
     if not through_outage(p.state.is_pending, j.id, j.token):
         return "already_finished"  # a re-delivery whose first run ended the URL (its ack was lost)
+    through_outage(p.state.touch, j.id)
     try:
         wait = through_outage(p.admit, j)
         if wait > 0:
             # the host's next slot is later: hand the URL back with a countdown instead of holding a thread
+            through_outage(p.state.touch, j.id, wait)
             through_outage(fetch.apply_async, (j.to_dict(),), countdown=wait)
             return "deferred"
         page = through_outage(p.fetch_job, j)  # conditional GET reads validators from Redis
     except TransientError as exc:
         if self.request.retries < self.max_retries:
-            through_outage(_retry_later, self, exc)
+            through_outage(_retry_later, self, exc, p.state, j.id)
         outcome = outcome_for_error(exc)
     except Terminal as end:
         outcome = end.outcome
@@ -122,6 +134,7 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
     started = time.monotonic()
     if not through_outage(p.state.is_pending, j.id, j.token):
         return "already_finished"  # re-delivered after it ended: storing it again would write it twice
+    through_outage(p.state.touch, j.id)
     try:
         # a Redis error mid-way (content dedupe) re-runs the stage: nothing is stored before dedupe
         outcome = through_outage(p.process_job, j, page)
@@ -172,3 +185,29 @@ def _publish_open_parts(**_: Any) -> None:
     # a part file is only visible to readers once published: do it before the process goes away
     if pipeline.cache_info().currsize:
         pipeline().store.close()
+
+
+_sweeper_stop = threading.Event()
+
+
+@worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    # every worker runs one; a lock in Redis lets one sweep per interval across the whole fleet
+    from worker.ops.queues import queue_depths
+
+    broker = app.conf.broker_url
+
+    def depth() -> int:
+        return sum(n for q, n in queue_depths(broker).items() if q in ("fetch", "process"))
+
+    def send(job: dict[str, Any]) -> None:
+        fetch.apply_async((job,))
+
+    interval = max(1.0, min(60.0, settings.redeliver_after / 4))
+    sweeper = Reconciler(_state(), send, depth, interval=interval)
+    threading.Thread(target=sweeper.run, args=(_sweeper_stop,), name="reconcile", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    _sweeper_stop.set()

@@ -60,9 +60,11 @@ def retry_failed(
                     "hints": {},
                 }
                 try:
+                    state.track([job])
                     app.send_task("ingest.fetch", args=[job], producer=producer, queue="fetch")
                 except (OperationalError, OSError, redis.RedisError) as exc:
                     state.release_failed([c for c, _ in sent[i:]], batch=result.batch)
+                    state.untrack([c.url_id for c, _ in sent[i:]])
                     raise BrokerUnavailable(f"broker lost while re-queueing: {exc}") from exc
                 result.requeued += 1
     return result
