@@ -368,7 +368,13 @@ class _Server(ThreadingHTTPServer):
 class FaultServer:
     """One fault server on ``host``; a context manager. ``port=0`` picks a free port; ``tls=(cert, key)``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
         self._server = _Server((host, port))
         if tls is not None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -379,7 +385,9 @@ class FaultServer:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # shutdown() waits for one poll; keep test teardown quick
+            # shutdown() waits for one poll: short keeps test teardown quick; benchmarks with hundreds of
+            # servers pass a longer one so idle polling costs no CPU
+            kwargs={"poll_interval": poll_interval},
             name=f"faultserver-{host}",
             daemon=True,
         )

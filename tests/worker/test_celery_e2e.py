@@ -8,7 +8,8 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.conftest import article_html, author_name, ingest
+from tests.conftest import Workers, article_html, author_name, ingest
+from tests.faultserver import FaultServer
 from worker.pipeline.store import read_records
 from worker.record import SCHEMA_VERSION, record_schema
 
@@ -103,3 +104,23 @@ def test_submit_with_unreachable_broker_exits_nonzero(ingest_env):
     proc = ingest("submit", "https://example.com/a", env=env, check=False)
     assert proc.returncode != 0
     assert "unreachable" in proc.stderr
+
+
+def test_recrawl_of_unchanged_page_ends_not_modified_through_celery(ingest_env, tmp_path):
+    """With INGEST_RECRAWL_TTL set, a forced re-submission sends the stored validators; the 304 is a
+    duplicate with reason not_modified, and no second record is written."""
+    env = {**ingest_env, "INGEST_RECRAWL_TTL": "3600"}
+    workers = Workers(env, tmp_path / "recrawl-workers.log")
+    try:
+        with FaultServer("127.0.0.1") as server:
+            url = server.url("/etag")
+            first = json.loads(ingest("submit", url, "--json", env=env).stdout)
+            assert _wait_for_batch(first["batch"], env)["stored"] == 1
+            again = json.loads(ingest("submit", url, "--force", "--json", env=env).stdout)
+            stats = _wait_for_batch(again["batch"], env)
+            pages = [headers for path, headers in server.requests if path == "/etag"]
+    finally:
+        workers.stop()
+    assert stats["duplicate_reasons"] == {"not_modified": 1}, (stats, workers.log())
+    assert len(pages) == 2 and pages[1].get("if-none-match") == '"v1"'
+    assert len(list(read_records(Path(env["INGEST_STORAGE_URL"])))) == 1

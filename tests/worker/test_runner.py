@@ -1,6 +1,7 @@
 import jsonschema
 import pytest
 
+from tests.faultserver import FaultServer
 from worker.pipeline.store import read_records
 from worker.record import record_schema
 from worker.runner import Pipeline
@@ -93,3 +94,52 @@ def test_private_address_refused_by_default(redis_url, redis_client, tmp_path, p
     s = Settings.from_env({}, redis_url=redis_url, storage_url=str(tmp_path / "r"), key_prefix="runner2")
     outcome = Pipeline.from_settings(s).run_one(f"{page_server}/articles/story-1.html")
     assert (outcome.state, outcome.reason) == ("failed", "blocked_address")
+
+
+# -- conditional GET on re-fetch -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fault_server():
+    with FaultServer("127.0.0.1") as srv:
+        yield srv
+
+
+def _recrawl_pipeline(redis_url, tmp_path, recrawl_ttl: int) -> Pipeline:
+    s = Settings.from_env(
+        {},
+        redis_url=redis_url,
+        storage_url=str(tmp_path / "records"),
+        allow_private_networks=True,
+        recrawl_ttl=recrawl_ttl,
+        key_prefix=f"cond{recrawl_ttl}",
+    )
+    return Pipeline.from_settings(s)
+
+
+def test_refetch_of_unchanged_page_is_duplicate_not_modified(redis_url, redis_client, tmp_path, fault_server):
+    """With a recrawl TTL, a stored page is re-fetched with its validators; the 304 ends duplicate."""
+    fault_server.reset()
+    p = _recrawl_pipeline(redis_url, tmp_path, recrawl_ttl=3600)
+    first = p.run_one(fault_server.url("/etag"))
+    second = p.run_one(fault_server.url("/etag"), force=True)
+    p.store.close()
+    assert first.state == "stored"
+    assert (second.state, second.reason) == ("duplicate", "not_modified")
+    pages = [headers for path, headers in fault_server.requests if path == "/etag"]
+    assert len(pages) == 2 and "if-none-match" not in pages[0]
+    assert pages[1]["if-none-match"] == '"v1"'
+    assert pages[1]["if-modified-since"] == "Wed, 01 Jan 2025 00:00:00 GMT"
+    assert len(list(read_records(tmp_path / "records"))) == 1
+
+
+def test_without_recrawl_ttl_no_validators_are_kept_or_sent(redis_url, redis_client, tmp_path, fault_server):
+    """By default nothing is kept per URL: a forced re-fetch is a full GET and stores the page again."""
+    fault_server.reset()
+    p = _recrawl_pipeline(redis_url, tmp_path, recrawl_ttl=0)
+    assert p.run_one(fault_server.url("/etag")).state == "stored"
+    again = p.run_one(fault_server.url("/etag"), force=True)
+    p.store.close()
+    assert again.state == "stored"  # the same id again: sinks upsert it
+    pages = [headers for path, headers in fault_server.requests if path == "/etag"]
+    assert len(pages) == 2 and "if-none-match" not in pages[1] and "if-modified-since" not in pages[1]

@@ -210,6 +210,65 @@ def test_redirect_to_a_private_address_is_refused(server: FaultServer, target: s
         only_first.fetch(url)
 
 
+DONE_WHEN_TARGETS = [
+    "http://127.0.0.1:{port}/article/1",
+    "http://10.0.0.1/",
+    "http://[::1]:{port}/article/1",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://2130706433:{port}/article/1",
+]
+"""The addresses the guard must refuse with ``INGEST_ALLOW_PRIVATE_NETWORKS`` unset."""
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Every address a socket connects to during the test: proof that no byte went anywhere else."""
+    seen: list[tuple] = []
+    real = socket.socket.connect
+
+    def spy(sock: socket.socket, address: tuple) -> None:
+        seen.append(address)
+        return real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", spy)
+    return seen
+
+
+@pytest.mark.parametrize("target", DONE_WHEN_TARGETS)
+def test_default_settings_block_private_targets_without_connecting(
+    server: FaultServer, connects: list[tuple], target: str
+) -> None:
+    """Default settings (nothing in the environment) refuse each target before any socket connects."""
+    server.reset()
+    fetcher = Fetcher.from_settings(Settings.from_env({}))
+    with pytest.raises(BlockedAddress):
+        fetcher.fetch(target.format(port=server.port))
+    assert connects == [] and server.hits == {}
+
+
+@pytest.mark.parametrize("target", DONE_WHEN_TARGETS)
+def test_public_looking_redirect_to_private_target_connects_only_to_the_first_host(
+    connects: list[tuple], monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """A public-looking name whose page redirects into the private network: the redirect is refused
+    and the only connection made is to the first host (the one address this test lets through)."""
+    real = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):  # noqa: ANN001, ANN202
+        if host == "news.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with FaultServer("127.0.0.2") as public:
+        fetcher = Fetcher.from_settings(Settings.from_env({"INGEST_ALLOW_NETWORKS": "127.0.0.2/32"}))
+        url = f"http://news.example.com:{public.port}/redirect-to?url=" + target.format(port=public.port)
+        with pytest.raises(BlockedAddress):
+            fetcher.fetch(url)
+        assert public.hits["/redirect-to"] == 1
+    assert {addr[0] for addr in connects} == {"127.0.0.2"}
+
+
 # -- redirects ----------------------------------------------------------------------------------------------
 
 
