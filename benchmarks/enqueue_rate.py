@@ -24,6 +24,11 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import result as report  # noqa: E402
+
+GOAL = 10_000
+"""URLs/s that ``submit`` should reach from a file (issue 3)."""
 
 
 def _rss_mib() -> float:
@@ -115,6 +120,10 @@ def run(url: str, n_ours: int, n_naive: int, tmp: Path) -> None:
         ratio = f"{rate / naive_rate:.1f}x"
         table.add_row(label, f"{n:,}", f"{secs:.2f}", f"{rate:,.0f}", ratio, f"{rss:.1f}")
     console.print(table)
+    for label, n, secs, _ in rows[1:]:
+        metric = f"URLs/s, {label} vs naive loop"
+        report("enqueue_rate", metric, n / secs, naive_rate, goal=GOAL, goal_on="ours", unit="URLs/s")
+    report("enqueue_rate", "bytes per seen URL in the frontier", frontier["memory_usage"], unit="B")
     console.print(
         f"frontier: {frontier['memory_usage']:.1f} bytes per seen URL (MEMORY USAGE of the hash), "
         f"{frontier['info_delta']:.1f} bytes per URL (INFO used_memory delta, queue excluded) "

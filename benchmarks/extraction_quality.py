@@ -31,7 +31,14 @@ import trafilatura
 from worker.pipeline.clean import Cleaner
 from worker.pipeline.extract import Extractor
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import result  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
+GOAL_F1 = 0.972
+"""F1 on the benchmark that beats every published extractor (issue 5)."""
+GOAL_CPU = 1.3
+"""At most this many times raw trafilatura's CPU per page."""
 DEFAULT_BENCH = REPO.parent / "shared" / "eval" / "article-extraction-benchmark"
 """The benchmark checkout (html/*.html.gz + ground-truth.json); its parent holds score.py."""
 
@@ -186,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'system':<36} {'F1':>14} {'precision':>9} {'recall':>7} {'accuracy':>8} "
         f"{'CPU ms/page':>11} {'median':>7} " + " ".join(f"{'ours/' + n[12:]:>20}" for n in raw_names)
     )
+    scores = {}
     print(f"{len(pages)} pages, {args.bench}")
     print(header)
     print("-" * len(header))
     for name, pred in preds.items():
         res, _ = scorer.score(truth, pred, n_bootstrap=args.n_bootstrap)
+        scores[name] = res
         mean_ms = 1000 * statistics.mean(cpu[name])
         f1 = f"{res['f1']:.4f}" + (f" ± {res['f1_std']:.3f}" if "f1_std" in res else "")
         ratios = " ".join(
@@ -201,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:<36} {f1:>14} {res['precision']:>9.4f} {res['recall']:>7.4f} {res['accuracy']:>8.3f} "
             f"{mean_ms:>11.1f} {1000 * statistics.median(cpu[name]):>7.1f} {ratios}"
         )
+    ours_name = "ours (Extractor+Cleaner)"
+    ours_ms = 1000 * statistics.mean(cpu[ours_name])
+    for base in raw_names:
+        bench, f1 = "extraction_quality", scores[ours_name]["f1"]
+        result(bench, f"F1, ours vs {base}", f1, scores[base]["f1"], goal=GOAL_F1, goal_on="ours")
+        base_ms = 1000 * statistics.mean(cpu[base])
+        result(bench, f"CPU ms/page, ours vs {base}", ours_ms, base_ms, goal=GOAL_CPU, goal_on="ratio",
+               lower_is_better=True)  # fmt: skip
     return 0
 
 

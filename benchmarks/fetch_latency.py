@@ -108,10 +108,10 @@ def main() -> None:
         "--threads",
         type=int,
         action="append",
-        help="fetch threads of ours (repeatable); default: the default and 4x it",
+        help="fetch threads of ours (repeatable); default: half the default, and the default",
     )
     args = parser.parse_args()
-    threads = args.threads or [DEFAULT_FETCH_CONCURRENCY, 4 * DEFAULT_FETCH_CONCURRENCY]
+    threads = args.threads or [DEFAULT_FETCH_CONCURRENCY // 2, DEFAULT_FETCH_CONCURRENCY]
 
     rows, figures = [], []
     with ExitStack() as stack:
@@ -124,7 +124,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
                 r = ours(urls, t, Path(tmp))
             bound = min(t / args.latency, args.hosts / DEFAULT_HOST_INTERVAL)
-            label = "default" if t == DEFAULT_FETCH_CONCURRENCY else "set by --fetch-concurrency"
+            label = "the default" if t == DEFAULT_FETCH_CONCURRENCY else "--fetch-concurrency"
             rate = r["pages_per_s"]
             rows.append([f"ingest fetch queue, {t} threads ({label})", rate, rate / base, bound])
             figures.append((t, r["pages_per_s"]))

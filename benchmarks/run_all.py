@@ -133,7 +133,9 @@ def _met(r: dict) -> str:
     goal = r.get("goal")
     if goal is None:
         return "-"
-    value = r["ours"] if r.get("lower_is_better") or "ratio" not in r else r["ratio"]
+    # a goal is on the ratio when there is one, unless the script says otherwise (``goal_on``)
+    default_on = "ours" if r.get("lower_is_better") or "ratio" not in r else "ratio"
+    value = r[r.get("goal_on", default_on)]
     ok = value < goal if r.get("lower_is_better") else value >= goal
     return ("yes" if ok else "no") + f" ({'<' if r.get('lower_is_better') else '>='} {goal})"
 

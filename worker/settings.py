@@ -85,8 +85,8 @@ DEFAULT_EXTRACT_TIMEOUT = 30.0
 DEFAULT_MIN_WORDS = 25
 """Pages with fewer words of main text are skipped as ``empty``."""
 
-DEFAULT_FETCH_CONCURRENCY = 32
-"""Threads of a fetch worker (I/O bound)."""
+DEFAULT_FETCH_CONCURRENCY = 64
+"""Threads of a fetch worker (I/O bound): at 250 ms a page they outpace a 2-core process worker."""
 
 DEFAULT_PROCESS_CONCURRENCY = 0
 """Processes of a process worker (CPU bound); 0 means one per core."""
