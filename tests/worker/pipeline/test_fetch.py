@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import codecs
 import html
-import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -560,35 +559,42 @@ def test_fetch_text_reads_plain_text_and_truncates(fetcher: Fetcher, server: Fau
 # -- TLS with a pinned IP -----------------------------------------------------------------------------------
 
 
+def _self_signed(name: str, cert_path: str, key_path: str) -> None:
+    """A self-signed certificate for ``name`` only (valid two days), written as PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(key_path).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FaultServer, str]]:
     """An HTTPS fault server whose self-signed certificate names only ``pinned.test``; yields (server, CA)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available to make a test certificate")
     d: Path = tmp_path_factory.mktemp("tls")
     cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            cert,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pinned.test",
-            "-addext",
-            "subjectAltName=DNS:pinned.test",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _self_signed("pinned.test", cert, key)
     with FaultServer("127.0.0.1", tls=(cert, key)) as srv:
         yield srv, cert
 
