@@ -167,6 +167,10 @@ class RobotsPolicy:
             token = uuid.uuid4().hex
             if self.redis.set(lock_key, token, nx=True, px=int(self.lock_timeout * 1000)):
                 try:
+                    # another process may have cached it between our read and our lock
+                    raw = self.redis.get(key)
+                    if raw is not None:
+                        return json.loads(raw)
                     entry, ttl = self._fetch(rurl)
                     self.redis.set(key, json.dumps(entry), px=max(1, int(ttl * 1000)))
                     return entry
