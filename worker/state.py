@@ -373,11 +373,11 @@ class StateStore:
         if not jobs:
             return
         due = time.time() + self.redeliver_after
+        entries = {bytes.fromhex(job["id"]): json.dumps(job, separators=(",", ":")) for job in jobs}
+        # two commands for the whole chunk: packing a command per job cost more than the job itself
         pipe = self.r.pipeline(transaction=False)
-        for job in jobs:
-            field = bytes.fromhex(job["id"])
-            pipe.hset(self.key("inflight"), field, json.dumps(job, separators=(",", ":")))
-            pipe.zadd(self.key("inflight", "due"), {field: due})
+        pipe.hset(self.key("inflight"), mapping=entries)
+        pipe.zadd(self.key("inflight", "due"), dict.fromkeys(entries, due))
         pipe.execute()
 
     def touch(self, url_id: str, later: float = 0.0) -> None:
