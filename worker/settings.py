@@ -83,7 +83,7 @@ DEFAULT_EXTRACT_TIMEOUT = 30.0
 """Seconds one extraction may take before it is failed with ``extract_timeout``."""
 
 DEFAULT_MIN_WORDS = 25
-"""Pages with fewer words of main text are skipped as ``empty``."""
+"""Pages with fewer words of main text end as ``skipped:too_short`` (no text at all: ``skipped:no_text``)."""
 
 DEFAULT_FETCH_CONCURRENCY = 64
 """Threads of a fetch worker (I/O bound): at 250 ms a page they outpace a 2-core process worker."""
