@@ -16,7 +16,7 @@ import click
 def export_command(ctx: click.Context, target: str) -> None:
     """Write every stored record once, the newest copy of each id, from INGEST_STORAGE_URL."""
     from worker.runner import storage_from_settings
-    from worker.storage import export
+    from worker.storage import export, read_problems
 
     storage = storage_from_settings(ctx.obj["settings"])
     try:
@@ -36,4 +36,8 @@ def export_command(ctx: click.Context, target: str) -> None:
                 raise
     finally:
         storage.close()
-    click.echo(f"exported {n} records to {target}", err=True)
+    problems = read_problems(storage)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    skipped = f" ({len(problems)} torn or unreadable lines skipped, listed above)" if problems else ""
+    click.echo(f"exported {n} records to {target}{skipped}", err=True)

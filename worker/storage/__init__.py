@@ -4,10 +4,12 @@
 - ``postgresql://...``: one row per record id, upserted, see ``worker.storage.postgres``;
 - ``s3://bucket/prefix``: batched JSONL objects, see ``worker.storage.s3``.
 
-Delivery is at least once: a task is acknowledged after its record is written, so a worker killed
-between the write and the acknowledgement writes the record again on re-delivery. Every sink is
-idempotent by record ``id``: PostgreSQL upserts, and ``export`` keeps one line per id (the newest
-``fetched_at``) for the append-only backends.
+Delivery is at least once into idempotent sinks, and exactly once where a reader can see it: a task is
+acknowledged after its record is written; PostgreSQL upserts by record ``id``; the append-only backends
+(JSONL, S3) say where each record went (``write(record, before=...)`` and ``holds(location, id)``), so a
+re-delivered task finds its record instead of writing it twice. ``export`` keeps one line per id (the
+newest ``fetched_at``) whatever happened. A store that cannot take a write raises
+``StorageUnavailable`` (transient: the pipeline retries it, ``worker.storage.retry``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from urllib.parse import urlsplit
 class Storage(Protocol):
     """A sink for records that can read them back."""
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Persist one record; durable (or safely spooled) when this returns."""
+    def write(self, record: dict[str, Any]) -> Any:
+        """Persist one record; durable (or safely spooled) when this returns, else ``StorageUnavailable``."""
 
     def close(self) -> None:
         """Flush and publish what this process wrote."""
@@ -35,15 +37,15 @@ class Storage(Protocol):
 def open_storage(url: str, **opts: Any) -> Storage:
     """The backend named by ``url``; ``opts`` are that backend's constructor keywords (unknown ones ignored).
 
-    Recognised options: ``rotate_bytes``, ``rotate_seconds``, ``compress`` (JSONL, S3), ``table``,
-    ``pool_size`` (PostgreSQL), ``spool_dir``, ``endpoint_url`` (S3).
+    Recognised options: ``rotate_bytes``, ``rotate_seconds``, ``compress``, ``fsync`` (JSONL, S3),
+    ``table``, ``pool_size`` (PostgreSQL), ``spool_dir``, ``endpoint_url`` (S3).
     """
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file"):
         from worker.storage.jsonl import JsonlStore
 
         path = url.removeprefix("file://")
-        return JsonlStore(path, **_pick(opts, "rotate_bytes", "rotate_seconds", "compress"))
+        return JsonlStore(path, **_pick(opts, "rotate_bytes", "rotate_seconds", "compress", "fsync"))
     if scheme in ("postgres", "postgresql"):
         from worker.storage.postgres import PostgresStorage
 
@@ -53,7 +55,7 @@ def open_storage(url: str, **opts: Any) -> Storage:
 
         return S3Storage(
             url,
-            **_pick(opts, "rotate_bytes", "rotate_seconds", "compress", "spool_dir", "endpoint_url"),
+            **_pick(opts, "rotate_bytes", "rotate_seconds", "compress", "fsync", "spool_dir", "endpoint_url"),
         )
     raise ValueError(f"unsupported storage URL {url!r}: expected a directory, postgresql:// or s3://")
 
@@ -81,8 +83,16 @@ def latest_by_id(storage: Storage) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def read_problems(storage: Storage) -> list[str]:
+    """Torn or unreadable lines the last reads of ``storage`` skipped (JSONL and S3 report them)."""
+    return list(getattr(storage, "problems", []))
+
+
 def export(storage: Storage, out: IO[str]) -> int:
-    """Write one JSON line per record id to ``out``; returns the number of lines."""
+    """Write one JSON line per record id to ``out``; returns the number of lines.
+
+    A torn or unreadable line in a part is skipped, not fatal: ``read_problems(storage)`` lists them.
+    """
     n = 0
     for record in latest_by_id(storage):
         out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")

@@ -5,18 +5,33 @@ The main fields get typed columns (indexed: url, domain, published) and the whol
 ``<table>_migrations``, and applied under a transaction-scoped advisory lock so a fleet of workers
 starting at once migrates exactly once. A row is only replaced by a copy fetched at the same time or
 later, so a stale re-delivery cannot overwrite a newer recrawl.
+
+A write is durable when it returns (the commit; ``synchronous_commit`` as the server has it). An outage
+(connection lost, ``AdminShutdown``, no connection within ``CONNECTION_WAIT``) raises
+``StorageUnavailable``, which the pipeline retries; the pool checks a connection before lending it, so the
+first write after the server is back does not fail on a dead socket.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+
+from ingest_core.errors import StorageUnavailable
+
+CONNECTION_WAIT = 5.0
+"""Seconds one write waits for a pooled connection before it counts as an outage (and is retried)."""
+
+CONNECT_TIMEOUT = 5
+"""Seconds libpq waits for a new connection to the server."""
 
 _TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")
 
@@ -64,6 +79,16 @@ _COLUMNS = (
 )
 
 
+@contextmanager
+def _outage(what: str) -> Iterator[None]:
+    """Connection-level faults (server gone, shut down, pool exhausted) as ``StorageUnavailable``."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        detail = f"PostgreSQL {what}: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        raise StorageUnavailable(detail=detail) from exc
+
+
 def _timestamp(value: Any) -> datetime | None:
     """An ISO date or date-time as a datetime (UTC when no zone is given); None when unparseable."""
     if not isinstance(value, str) or not value:
@@ -92,6 +117,9 @@ class PostgresStorage:
             max_size=pool_size,
             open=True,
             name=f"ingest-{table}",
+            kwargs={"connect_timeout": CONNECT_TIMEOUT},
+            check=ConnectionPool.check_connection,
+            timeout=CONNECTION_WAIT,
         )
         self.pool.wait(timeout=30)
         self.migrate()
@@ -157,12 +185,12 @@ class PostgresStorage:
             record.get("schema_version", 1),
             Jsonb(record),
         )
-        with self.pool.connection() as conn:
+        with _outage("write"), self.pool.connection() as conn:
             conn.execute(self._upsert, values)
 
     def read(self) -> Iterator[dict[str, Any]]:
         """Every row's record, by id, streamed with a server-side cursor."""
-        with self.pool.connection() as conn, conn.transaction():
+        with _outage("read"), self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(name=f"ingest_read_{self.table}")
             cur.itersize = 1000
             cur.execute(sql.SQL("SELECT record FROM {t} ORDER BY id").format(t=sql.Identifier(self.table)))
@@ -171,7 +199,7 @@ class PostgresStorage:
 
     def count(self) -> int:
         """Rows in the table."""
-        with self.pool.connection() as conn:
+        with _outage("count"), self.pool.connection() as conn:
             query = sql.SQL("SELECT count(*) FROM {t}").format(t=sql.Identifier(self.table))
             row = conn.execute(query).fetchone()
         return int(row[0]) if row else 0
