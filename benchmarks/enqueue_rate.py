@@ -48,7 +48,7 @@ def main() -> None:
     proc = None
     url = args.redis_url
     if not url:
-        from worker.embedded import start_redis_server
+        from ingest_core.embedded import start_redis_server
 
         proc, url = start_redis_server(tmp)
     os.environ["INGEST_BROKER_URL"] = url  # read by worker.celery_app at import
@@ -65,10 +65,10 @@ def run(url: str, n_ours: int, n_naive: int, tmp: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ingest_core.state import StateStore
     from producers import submit
     from producers.sources import iter_file
     from worker.celery_app import app
-    from worker.state import StateStore
 
     r = redis.Redis.from_url(url)
     console = Console(width=120)

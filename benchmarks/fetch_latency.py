@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import bench_env, result, table  # noqa: E402
 
+from ingest_core.embedded import start_redis_server  # noqa: E402
+from ingest_core.settings import DEFAULT_FETCH_CONCURRENCY, DEFAULT_HOST_INTERVAL  # noqa: E402
 from tests.faultserver import FaultServer  # noqa: E402
-from worker.embedded import start_redis_server  # noqa: E402
-from worker.settings import DEFAULT_FETCH_CONCURRENCY, DEFAULT_HOST_INTERVAL  # noqa: E402
 
 PROCESS_STAGE = 60.0
 """Pages/s the process stage manages on 2 cores (benchmarks/throughput.py): the bar to clear by far."""

@@ -23,11 +23,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import corpus, corpus_name, result, table  # noqa: E402
 
-from producers.canonical import url_id  # noqa: E402
-from worker.embedded import EmbeddedRedis  # noqa: E402
-from worker.pipeline.fetch import FetchResult  # noqa: E402
+from ingest_core.canonical import url_id  # noqa: E402
+from ingest_core.embedded import EmbeddedRedis  # noqa: E402
+from ingest_core.fetch import FetchResult  # noqa: E402
+from ingest_core.settings import Settings  # noqa: E402
 from worker.runner import Job, Pipeline, pack_page  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 GOAL = 0.10
 """Largest RSS growth from the end of warm-up to the end of the run."""

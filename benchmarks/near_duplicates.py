@@ -38,10 +38,10 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from worker.embedded import start_redis_server  # noqa: E402
+from ingest_core.embedded import start_redis_server  # noqa: E402
+from ingest_core.state import StateStore  # noqa: E402
 from worker.pipeline import neardup  # noqa: E402
 from worker.pipeline.dedupe import DEFAULT_THRESHOLD, Deduper  # noqa: E402
-from worker.state import StateStore  # noqa: E402
 
 GROUND_TRUTH = REPO.parent / "shared" / "eval" / "article-extraction-benchmark" / "ground-truth.json"
 """The benchmark's ground truth: {page: {"articleBody": text, "url": ...}}."""

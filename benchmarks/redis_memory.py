@@ -26,9 +26,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import corpus, corpus_name, result, table  # noqa: E402
 
-from producers.canonical import url_id  # noqa: E402
-from worker.embedded import EmbeddedRedis  # noqa: E402
-from worker.state import StateStore  # noqa: E402
+from ingest_core.canonical import url_id  # noqa: E402
+from ingest_core.embedded import EmbeddedRedis  # noqa: E402
+from ingest_core.state import StateStore  # noqa: E402
 
 CHUNK = 1000
 
@@ -98,7 +98,7 @@ def main() -> None:
         finally:
             EmbeddedRedis(redis_dir).stop()
 
-    from worker.pipeline.fetch import FetchResult
+    from ingest_core.fetch import FetchResult
     from worker.runner import pack_page
 
     pages = corpus()

@@ -77,7 +77,7 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "-"
     try:
-        from worker.embedded import redis_server_binary
+        from ingest_core.embedded import redis_server_binary
 
         ver = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True).stdout
         out["redis-server"] = next((w[2:] for w in ver.split() if w.startswith("v=")), ver.strip())

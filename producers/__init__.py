@@ -23,9 +23,9 @@ from typing import Any
 import redis
 from kombu.exceptions import BatchPublishError, OperationalError
 
-from producers.canonical import canonicalize, url_id
-from worker.errors import IngestError
-from worker.state import Claim, StateStore, release
+from ingest_core.canonical import canonicalize, url_id
+from ingest_core.errors import IngestError
+from ingest_core.state import Claim, StateStore, release
 
 CHUNK_SIZE = 1000
 """URLs canonicalized, claimed and sent per round trip."""

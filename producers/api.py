@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from worker.settings import Settings
+from ingest_core.settings import Settings
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """Largest request body accepted (about 150,000 URLs); submit bigger lists in several requests."""

@@ -23,7 +23,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from worker.settings import Settings
+from ingest_core.settings import Settings
 
 if TYPE_CHECKING:  # the sources import feedparser and lxml: only load them when a command needs them
     from producers.sources import ValidatorStore, WebSource
@@ -69,8 +69,8 @@ def web_source(
     validators: ValidatorStore | None = None,
 ) -> WebSource:
     """Feeds and sitemaps (a feeds file lists either, one a line) read with the safe fetcher."""
+    from ingest_core.fetch import Fetcher
     from producers.sources import DocumentFetcher, WebSource, iter_files
-    from worker.pipeline.fetch import Fetcher
 
     listed = list(iter_files(feeds_files))
     documents = DocumentFetcher(Fetcher.from_settings(settings), validators=validators)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.embedded import start_redis_server
+from ingest_core.embedded import start_redis_server
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = Path(__file__).resolve().parent / "pages"

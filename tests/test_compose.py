@@ -11,8 +11,8 @@ import click
 import pytest
 import yaml
 
+from ingest_core.settings import Settings
 from worker.cli import main
-from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -12,8 +12,8 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
-from worker.embedded import resolve_broker
-from worker.settings import Settings
+from ingest_core.embedded import resolve_broker
+from ingest_core.settings import Settings
 
 settings = Settings.from_env()
 """Settings of this process, read once from the environment."""

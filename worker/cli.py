@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ingest_core.settings import Settings
 from producers.cli import source_options
-from worker.settings import Settings
 
 console = Console(stderr=True)
 
@@ -58,7 +58,7 @@ def main(ctx: click.Context, **flags: Any) -> None:
 
 
 def _use_broker(settings: Settings, *, start: bool) -> tuple[str, bool]:
-    from worker.embedded import resolve_broker
+    from ingest_core.embedded import resolve_broker
 
     try:
         url, started = resolve_broker(settings.broker_url, settings.data_dir, start=start)
@@ -263,7 +263,7 @@ def run(
     settings = _settings(ctx)
     if not urls and not files and not any(sources.values()):
         raise click.UsageError("give URLs, -f FILE, --feed, --sitemap or --feeds-file")
-    from worker.embedded import EmbeddedRedis
+    from ingest_core.embedded import EmbeddedRedis
 
     url, started = _use_broker(settings, start=True)
     fetch_c, process_c = _concurrencies(settings, concurrency, fetch_concurrency)
@@ -306,8 +306,8 @@ def run(
 
 
 def _wait(batch: str, procs: list[subprocess.Popen], timeout: float | None, settings: Settings) -> dict:
+    from ingest_core.state import summarize
     from worker.runner import state_from_settings
-    from worker.state import summarize
 
     state = state_from_settings(settings.replace(broker_url=os.environ["INGEST_BROKER_URL"]))
     deadline = time.monotonic() + timeout if timeout else None
@@ -365,9 +365,9 @@ def stats(ctx: click.Context, as_json: bool, batch: str | None, watch: bool, int
     """Counters of terminal states (fleet-wide) and queue depths."""
     import redis
 
+    from ingest_core.state import summarize
     from worker.ops.queues import queue_depths
     from worker.runner import state_from_settings
-    from worker.state import summarize
 
     settings = _settings(ctx)
     url, _ = _use_broker(settings, start=False)
@@ -419,7 +419,7 @@ def failures(ctx: click.Context, reason: str | None, limit: int, as_json: bool, 
 @click.option("--url", default=None, help="The page's URL (for links, metadata and the record).")
 def extract(files: tuple[str, ...], url: str | None) -> None:
     """Offline: extract, clean and enrich local HTML files; one JSON record per line on stdout."""
-    from producers.canonical import url_id
+    from ingest_core.canonical import url_id
     from worker.pipeline.clean import Cleaner
     from worker.pipeline.enrich import Enricher
     from worker.pipeline.extract import Extractor

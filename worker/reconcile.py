@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from worker.state import StateStore
+from ingest_core.state import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -25,18 +25,18 @@ from urllib.parse import urlsplit
 
 import trafilatura
 
-from producers.canonical import canonicalize, url_id
-from worker.errors import IngestError, PermanentError, Skip
+from ingest_core.canonical import canonicalize, url_id
+from ingest_core.errors import IngestError, PermanentError, Skip
+from ingest_core.fetch import Fetcher, FetchResult
+from ingest_core.settings import Settings
+from ingest_core.state import StateStore
 from worker.pipeline.clean import Cleaner
 from worker.pipeline.dedupe import Deduper, content_hash
 from worker.pipeline.enrich import Enricher
 from worker.pipeline.extract import Extracted, Extractor
-from worker.pipeline.fetch import Fetcher, FetchResult
 from worker.pipeline.politeness import HostPoliteness
 from worker.pipeline.robots import RobotsPolicy
 from worker.record import SCHEMA_VERSION, utc_now_iso
-from worker.settings import Settings
-from worker.state import StateStore
 from worker.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ class Pipeline:
     def finish(self, job: Job, outcome: Outcome, metrics: Sequence[Any] = ()) -> bool:
         """Record the terminal state once; False when a re-delivered task already did.
 
-        ``metrics`` are ``worker.state.observation_fields`` pairs (latencies, bytes), counted with it.
+        ``metrics`` are ``ingest_core.state.observation_fields`` pairs (latencies, bytes), counted with it.
         """
         return self.state.finish(
             job.id,

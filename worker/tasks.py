@@ -20,12 +20,12 @@ from celery.signals import (
 )
 from kombu.exceptions import OperationalError
 
+from ingest_core.errors import RateLimited, TransientError
+from ingest_core.state import StateStore, observation_fields
 from worker.celery_app import app, settings
-from worker.errors import RateLimited, TransientError
 from worker.pipeline.enrich import Enricher
 from worker.reconcile import Reconciler
 from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, state_from_settings
-from worker.state import StateStore, observation_fields
 
 log = logging.getLogger(__name__)
 

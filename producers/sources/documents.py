@@ -1,6 +1,6 @@
 """Fetching feed and sitemap documents: the safe ``Fetcher``, gzip, XML safety, conditional GET.
 
-Every document goes through ``worker.pipeline.fetch.Fetcher`` (the SSRF guard, timeouts and size caps of
+Every document goes through ``ingest_core.fetch.Fetcher`` (the SSRF guard, timeouts and size caps of
 page fetches). Bodies arrive as bytes; a gzip file (``sitemap.xml.gz``) is inflated here with the same cap,
 so a gzip bomb stops at ``max_bytes``. A document that declares XML entities (billion laughs, external
 entities) is refused before any parser sees it: feeds and sitemaps never need them.
@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import redis
 
-from worker.errors import IngestError
-from worker.pipeline.fetch import Fetcher
+from ingest_core.errors import IngestError
+from ingest_core.fetch import Fetcher
 
 MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 """Cap on one feed or sitemap, after decompression (the sitemap protocol's own limit is 50 MB)."""

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ingest_core.errors import IngestError
 from producers.sources.documents import DocumentFetcher, SourceError
 from producers.sources.feeds import parse_feed
 from producers.sources.sitemaps import parse_sitemap
-from worker.errors import IngestError
 
 DEFAULT_SITEMAP_DEPTH = 3
 """Levels of sitemap indexes followed below a start document (index -> index -> index -> urlset)."""

@@ -15,8 +15,8 @@ import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
-from worker.pipeline.fetch import Fetcher
-from worker.state import StateStore
+from ingest_core.fetch import Fetcher
+from ingest_core.state import StateStore
 
 
 @dataclass

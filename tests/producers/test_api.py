@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from ingest_core.embedded import free_port
 from tests.conftest import REPO
-from worker.embedded import free_port
 
 TOKEN = "s3cret-token"
 

@@ -122,7 +122,7 @@ def test_bad_feed_is_a_problem_with_a_reason_and_others_still_read(
 
 def test_feed_on_a_private_address_is_blocked_without_permission(docs) -> None:
     """The SSRF guard of page fetches applies to feeds: loopback is refused by default."""
-    from worker.pipeline.fetch import Fetcher
+    from ingest_core.fetch import Fetcher
 
     strict = Fetcher(
         user_agent="t", connect_timeout=1, read_timeout=1, deadline=2, max_bytes=10_000, max_redirects=1

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.canonical import canonicalize
+from ingest_core.canonical import canonicalize
+from ingest_core.errors import InvalidURL
 from producers.sources import iter_file, iter_lines
-from worker.errors import InvalidURL
 
 
 def _reason(url: str) -> str:

@@ -7,10 +7,10 @@ import time
 
 import redis
 
+from ingest_core.canonical import canonicalize, url_id
+from ingest_core.state import StateStore
 from producers import submit
-from producers.canonical import canonicalize, url_id
 from tests.producers.conftest import queued_jobs
-from worker.state import StateStore
 
 
 def _finish_all(state: StateStore, client: redis.Redis, how: str, reason: str = "") -> None:

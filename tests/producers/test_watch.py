@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from ingest_core.settings import Settings
 from producers import BrokerUnavailable, submit
 from producers.cli import parse_duration, poll_once
 from producers.sources import RedisValidators
 from tests.conftest import REPO
-from worker.settings import Settings
 
 SETTINGS = Settings(allow_private_networks=True, connect_timeout=2, read_timeout=2, fetch_deadline=5)
 

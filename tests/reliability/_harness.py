@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
+from ingest_core.embedded import free_port, redis_server_binary
 from tests.conftest import REPO, article_html
-from worker.embedded import free_port, redis_server_binary
 
 
 class AppendOnlyRedis:

@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers.canonical import canonicalize, url_id
+from ingest_core.canonical import canonicalize, url_id
+from ingest_core.state import StateStore, summarize
 from tests.conftest import REPO, ingest
 from tests.reliability._harness import AppendOnlyRedis, CeleryWorker, FlakySite
 from worker.pipeline.store import JsonlStore, read_records
-from worker.state import StateStore, summarize
 
 N_URLS = 1000
 """URL lines submitted (some repeat)."""

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from ingest_core.state import StateStore, summarize
 from tests.conftest import REPO, ingest
 from tests.reliability._harness import AppendOnlyRedis, CeleryWorker, FlakySite
-from worker.state import StateStore, summarize
 
 OUTAGE_SECONDS = 5.0
 """How long Redis stays down mid-run: longer than redis-py's own reconnect retries."""

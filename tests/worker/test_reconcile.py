@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from producers.canonical import url_id
+from ingest_core.canonical import url_id
+from ingest_core.state import StateStore
 from tests.conftest import Workers, ingest
 from worker.reconcile import Reconciler
-from worker.state import StateStore
 
 
 def _tracked_job(state: StateStore, url: str, batch: str = "b") -> dict:

@@ -1,12 +1,12 @@
 import jsonschema
 import pytest
 
+from ingest_core.settings import Settings
+from ingest_core.state import summarize
 from tests.faultserver import FaultServer
 from worker.pipeline.store import read_records
 from worker.record import record_schema
 from worker.runner import Pipeline
-from worker.settings import Settings
-from worker.state import summarize
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
-from worker.state import Claim, StateStore
+from ingest_core.state import Claim, StateStore
 
 CHUNK_SIZE = 1000
 """Dead letters claimed and sent per round trip."""

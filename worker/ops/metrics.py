@@ -28,15 +28,15 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.ops import is_loopback
-from worker.ops.queues import queue_depths
-from worker.state import (
+from ingest_core.state import (
     FETCH_SECONDS_BUCKETS,
     PROCESS_SECONDS_BUCKETS,
     TERMINAL_STATES,
     StateStore,
     summarize,
 )
+from worker.ops import is_loopback
+from worker.ops.queues import queue_depths
 
 log = logging.getLogger(__name__)
 

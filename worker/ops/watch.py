@@ -10,8 +10,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from ingest_core.state import TERMINAL_STATES, StateStore, summarize
 from worker.ops.queues import queue_depths
-from worker.state import TERMINAL_STATES, StateStore, summarize
 
 ROWS = ("submitted", *TERMINAL_STATES, "pending")
 """Rows of the table, in order."""

@@ -12,7 +12,7 @@ Candidates are found by banding (LSH): the first ``BANDS * ROWS`` slots cut into
 J = 0.8 is a candidate with probability 1 - (1 - 0.8^5)^24 > 0.9999, at J = 0.5 with 0.53, at J = 0.2
 with 0.008; every candidate is then verified on the sketches, so banding only decides the work done.
 Verification uses a larger ``sketch``: the ``SKETCH_K`` smallest 32-bit shingle hashes (bottom-k), exact
-for texts of up to ``SKETCH_K`` shingles, which the Lua step of ``worker.state`` keeps per canonical
+for texts of up to ``SKETCH_K`` shingles, which the Lua step of ``ingest_core.state`` keeps per canonical
 document and merges with the incoming one (``sketch_jaccard`` here does the same in Python).
 
 Everything is deterministic: fixed seeds, no process-global state, the same text gives the same bytes.
@@ -128,7 +128,7 @@ def sketch(text: str, k: int = SKETCH_K) -> bytes:
 
 
 def sketch_jaccard(a: bytes, b: bytes, k: int = SKETCH_K) -> float:
-    """Jaccard from two bottom-k sketches (the same merge the Lua of ``worker.state`` does)."""
+    """Jaccard from two bottom-k sketches (the same merge the Lua of ``ingest_core.state`` does)."""
     xs = np.frombuffer(a[HEADER:], ">u4").tolist()
     ys = np.frombuffer(b[HEADER:], ">u4").tolist()
     union = sorted(set(xs) | set(ys))[:k]

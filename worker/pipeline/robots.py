@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from worker.errors import InvalidURL, PermanentError, RateLimited, TransientError
-from worker.settings import DEFAULT_MAX_CRAWL_DELAY, DEFAULT_ROBOTS_ERROR_TTL, DEFAULT_ROBOTS_TTL
+from ingest_core.errors import InvalidURL, PermanentError, RateLimited, TransientError
+from ingest_core.settings import DEFAULT_MAX_CRAWL_DELAY, DEFAULT_ROBOTS_ERROR_TTL, DEFAULT_ROBOTS_TTL
 
 DEFAULT_ROBOTS_MAX_BYTES = 500 * 1024
 """Bytes of robots.txt parsed (RFC 9309 asks for at least 500 KiB)."""
@@ -46,7 +46,7 @@ return 0
 
 
 class RobotsFetcher(Protocol):
-    """What robots needs from a fetcher: :meth:`worker.pipeline.fetch.Fetcher.fetch_text`."""
+    """What robots needs from a fetcher: :meth:`ingest_core.fetch.Fetcher.fetch_text`."""
 
     def fetch_text(self, url: str, *, max_bytes: int | None = None, truncate: bool = True) -> Any: ...
 

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from worker.state import StateStore, summarize
+from ingest_core.state import StateStore, summarize
 
 
 @pytest.fixture

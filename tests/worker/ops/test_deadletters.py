@@ -4,10 +4,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from producers.canonical import url_id
+from ingest_core.canonical import url_id
+from ingest_core.state import StateStore, summarize
 from tests.conftest import article_html, ingest
 from tests.worker.ops.conftest import wait_terminal
-from worker.state import StateStore, summarize
 
 URL = "https://news.example/a"
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from ingest_core.embedded import free_port
 from tests.conftest import ingest
 from tests.worker.ops.conftest import http_get, wait_port, wait_terminal
-from worker.embedded import free_port
 from worker.ops.flower import flower_argv
 
 AUTH = "ops:flower-pass"

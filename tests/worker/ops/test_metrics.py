@@ -5,11 +5,11 @@ import tempfile
 
 import pytest
 
-from producers.canonical import url_id
+from ingest_core.canonical import url_id
+from ingest_core.embedded import free_port
+from ingest_core.state import observation_fields
 from tests.conftest import ingest
 from tests.worker.ops.conftest import http_get, wait_port, wait_terminal
-from worker.embedded import free_port
-from worker.state import observation_fields
 
 
 @pytest.fixture

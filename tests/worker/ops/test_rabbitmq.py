@@ -11,10 +11,10 @@ import os
 
 import pytest
 
+from ingest_core.state import StateStore
 from tests.conftest import Workers, ingest
 from tests.worker.ops.conftest import wait_terminal
 from worker.ops.queues import queue_depths
-from worker.state import StateStore
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 

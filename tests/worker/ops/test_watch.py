@@ -2,8 +2,8 @@ import io
 
 from rich.console import Console
 
+from ingest_core.state import StateStore, summarize
 from worker.ops.watch import Snapshot, render, watch
-from worker.state import StateStore, summarize
 
 
 def _text(renderable) -> str:

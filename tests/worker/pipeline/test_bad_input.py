@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jsonschema
 import pytest
 
+from ingest_core.settings import Settings
 from tests.conftest import Workers, ingest
 from worker.record import record_schema
 from worker.runner import Pipeline
-from worker.settings import Settings
 
 ARTICLE = "<html><head><title>{title}</title></head><body><article>{body}</article></body></html>"
 JA = "".join(

@@ -5,13 +5,13 @@ import threading
 
 import pytest
 
+from ingest_core.settings import Settings
+from ingest_core.state import StateStore
 from tests.conftest import REPO
 from worker.pipeline import neardup
 from worker.pipeline.dedupe import Deduper, content_hash, normalize_text
 from worker.pipeline.store import read_records
 from worker.runner import Job, Pipeline
-from worker.settings import Settings
-from worker.state import StateStore
 
 STORY = " ".join(
     f"Sentence {i} of the harbour story: the council voted {i + 3} to {i % 4} on the new ferry plan, "

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from ingest_core.fetch import Fetcher
 from tests.faultserver import fault_servers
-from worker.pipeline.fetch import Fetcher
 from worker.pipeline.politeness import HostPoliteness
 
 

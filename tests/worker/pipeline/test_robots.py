@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from ingest_core.errors import InvalidURL, RateLimited
+from ingest_core.fetch import Fetcher
 from tests.faultserver import FaultServer
-from worker.errors import InvalidURL, RateLimited
-from worker.pipeline.fetch import Fetcher
 from worker.pipeline.robots import RobotsPolicy, robots_url
 
 UA = "article-ingest/0.1 (+https://example.invalid/bot)"

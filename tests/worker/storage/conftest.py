@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from worker.embedded import free_port
+from ingest_core.embedded import free_port
 
 
 def make_record(

@@ -4,9 +4,9 @@ import json
 
 import psycopg
 
+from ingest_core.state import StateStore
 from tests.conftest import Workers, ingest
 from tests.worker.ops.conftest import wait_terminal
-from worker.state import StateStore
 
 
 def _run(env, urls, state, *flags):

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
 
-from worker.errors import InvalidURL
+from ingest_core.errors import InvalidURL
 
 TRACKING_PARAMS: frozenset[str] = frozenset(
     {

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from worker.errors import BlockedAddress, PermanentError, TransientError
-from worker.pipeline.netguard import NetGuard, is_public, parse_ip_literal, parse_ipv4_loose
+from ingest_core.errors import BlockedAddress, PermanentError, TransientError
+from ingest_core.netguard import NetGuard, is_public, parse_ip_literal, parse_ipv4_loose
 
 BLOCKED = [
     "127.0.0.1",

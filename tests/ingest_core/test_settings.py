@@ -1,6 +1,6 @@
 import pytest
 
-from worker.settings import DEFAULT_MAX_BYTES, DEFAULT_STORAGE_URL, Settings
+from ingest_core.settings import DEFAULT_MAX_BYTES, DEFAULT_STORAGE_URL, Settings
 
 
 def test_defaults_apply_without_environment():

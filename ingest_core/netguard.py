@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 
-from worker.errors import BlockedAddress, PermanentError, TransientError
+from ingest_core.errors import BlockedAddress, PermanentError, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]

@@ -1,7 +1,7 @@
 import threading
 
-from producers.canonical import url_id
-from worker.state import StateStore, release, summarize
+from ingest_core.canonical import url_id
+from ingest_core.state import StateStore, release, summarize
 
 
 def _ids(n: int, tag: str = "") -> list[str]:

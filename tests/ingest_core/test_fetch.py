@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ingest_core.errors import BlockedAddress, InvalidURL, PermanentError, RateLimited, Skip, TransientError
+from ingest_core.fetch import Fetcher, decode_html, parse_retry_after
+from ingest_core.settings import Settings
 from tests.faultserver import CHARSET_TEXTS, FaultServer, charset_page
-from worker.errors import BlockedAddress, InvalidURL, PermanentError, RateLimited, Skip, TransientError
-from worker.pipeline.fetch import Fetcher, decode_html, parse_retry_after
-from worker.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from producers.canonical import canonicalize, url_id
-from worker.errors import InvalidURL
+from ingest_core.canonical import canonicalize, url_id
+from ingest_core.errors import InvalidURL
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Fetch stage: one URL in, decoded HTML out, or an error from ``worker.errors`` with a stable reason.
+"""Fetch stage: one URL in, decoded HTML out, or an error from ``ingest_core.errors`` with a stable reason.
 
 Safety and politeness live here so no caller can forget them: every redirect hop is resolved once, vetted
 by the SSRF guard (``netguard.py``) and connected to by the vetted IP (Host header, TLS SNI and certificate
@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import urllib3
 import urllib3.exceptions as u3e
 
-from worker.errors import (
+from ingest_core.errors import (
     IngestError,
     InvalidURL,
     PermanentError,
@@ -38,10 +38,10 @@ from worker.errors import (
     Skip,
     TransientError,
 )
-from worker.pipeline.netguard import NetGuard, Resolver
+from ingest_core.netguard import NetGuard, Resolver
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from ingest_core.settings import Settings
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 """Content types fetched as pages; anything else is ``Skip("not_html")``."""
