@@ -7,7 +7,9 @@ of the pipeline only ever sees this tree::
     IngestError                 base; every error has a stable short ``reason`` code
     ├── InvalidURL              a submitted URL is unusable (bad scheme, no host, too long, ...)
     ├── TransientError          may succeed later: retried with backoff and jitter
-    │   └── RateLimited         429/503 with a Retry-After the retry honours
+    │   ├── RateLimited         429/503 with a Retry-After the retry honours
+    │   ├── HostUnreachable     name does not resolve right now, or connection refused: a few quick retries
+    │   └── StorageUnavailable  the record store is away (disk full, I/O error, database or S3 down)
     ├── PermanentError          retrying cannot help: failed at once
     │   └── BlockedAddress      the host resolves to a network we do not fetch from
     └── Skip                    not a fault: the page is not for us (not HTML, empty...) -> ``skipped``
@@ -40,6 +42,10 @@ class TransientError(IngestError):
 
     default_reason = "transient"
 
+    retry_delays: tuple[float, ...] | None = None
+    """This fault's own retry schedule: the delay in seconds before each retry, and so at most
+    ``len(retry_delays)`` retries. None: the settings' exponential backoff and ``fetch_retries``."""
+
 
 class RateLimited(TransientError):
     """The server asked us to come back later; ``retry_after`` is in seconds when it said so."""
@@ -49,6 +55,21 @@ class RateLimited(TransientError):
     def __init__(self, reason: str | None = None, detail: str = "", retry_after: float | None = None):
         super().__init__(reason, detail)
         self.retry_after = retry_after
+
+
+class HostUnreachable(TransientError):
+    """The host cannot be reached at all: its name does not resolve right now (``dns_error``, e.g. offline)
+    or nothing listens (``connection_refused``). Retried twice within seconds, not with minutes of backoff:
+    a host that is not there now is rarely there a minute later, and the user should hear why quickly."""
+
+    default_reason = "connection_refused"
+    retry_delays = (1.0, 3.0)
+
+
+class StorageUnavailable(TransientError):
+    """The record store cannot take a write now (ENOSPC, EIO, a database or S3 outage): retried."""
+
+    default_reason = "storage_unavailable"
 
 
 class PermanentError(IngestError):

@@ -5,7 +5,12 @@ by the SSRF guard (``netguard.py``) and connected to by the vetted IP (Host head
 checks still use the name). Time (connect, read, total deadline), size (decoded bytes, so a gzip bomb stops
 at the cap) and redirects are capped. requests/urllib3/socket exceptions are converted here and nowhere else.
 
-Reason codes: ``http_<status>``, ``timeout``, ``connection_error``, ``incomplete_body``, ``dns_error``,
+The deadline covers the whole exchange: DNS, connect, TLS, status line, headers and body of every hop. Socket
+timeouts bound one recv, not a line, so a server trickling its status line or a header one byte a second
+would never time out; a watchdog thread shuts the socket down when the deadline passes (``_Watchdog``).
+
+Reason codes: ``http_<status>``, ``timeout``, ``connection_error``, ``connection_refused``,
+``incomplete_body``, ``dns_error``,
 ``blocked_address``, ``too_large``, ``too_many_redirects``, ``redirect_loop``, ``bad_redirect``,
 ``tls_error``, ``unsupported_scheme``, ``invalid_url``, ``unsupported_encoding``, ``decode_error``,
 ``not_html`` (Skip).
@@ -15,22 +20,28 @@ from __future__ import annotations
 
 import codecs
 import email.utils
+import heapq
 import ipaddress
+import itertools
+import os
 import re
 import socket
 import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import urllib3
+import urllib3.connection
 import urllib3.exceptions as u3e
 
 from ingest_core.errors import (
+    HostUnreachable,
     IngestError,
     InvalidURL,
     PermanentError,
@@ -97,6 +108,147 @@ class _Target:
     port: int
     request_target: str  # path?query
     host_header: str
+
+
+# -- the deadline of a whole exchange ------------------------------------------------------------------------
+
+
+class _Alarm:
+    """One armed deadline: a duplicate of the exchange's socket fd, shut down if the deadline passes.
+
+    The duplicate fd keeps the number ours (no other socket can reuse it before :meth:`cancel`), survives the
+    TLS wrap (which detaches the original socket object) and shuts down the very same connection.
+    """
+
+    __slots__ = ("fired", "sock", "when")
+
+    def __init__(self, sock: socket.socket, when: float) -> None:
+        self.sock: socket.socket | None = socket.socket(fileno=os.dup(sock.fileno()))
+        self.when = when
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.sock is not None:
+            self.fired = True
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recv in the fetching thread
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class _Watchdog:
+    """One daemon thread per process that fires the alarms whose deadline has passed."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, when: float) -> _Alarm:
+        alarm = _Alarm(sock, when)
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), alarm))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return alarm
+
+    def cancel(self, alarm: _Alarm) -> None:
+        with self._cond:  # under the lock: once this returns, the alarm can no longer fire
+            alarm.close()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].sock is None:
+                    heapq.heappop(self._heap)  # cancelled
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                alarm = heapq.heappop(self._heap)[2]
+                alarm.fire()
+                alarm.close()
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Exchange(threading.local):
+    """The deadline of the fetch running in this thread, and the alarms armed for it."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.alarms: list[_Alarm] = []
+
+    def guard(self, sock: socket.socket | None) -> None:
+        if self.deadline is not None and sock is not None:
+            self.alarms.append(_WATCHDOG.arm(sock, self.deadline))
+
+    @property
+    def fired(self) -> bool:
+        return any(a.fired for a in self.alarms)
+
+
+_EXCHANGE = _Exchange()
+
+
+@contextmanager
+def _exchange_deadline(deadline: float) -> Iterator[_Exchange]:
+    """Every socket this thread opens or reuses inside the block is shut down at ``deadline``."""
+    ex = _EXCHANGE
+    ex.deadline, ex.alarms = deadline, []
+    try:
+        yield ex
+    finally:
+        for alarm in ex.alarms:
+            _WATCHDOG.cancel(alarm)
+        ex.deadline, ex.alarms = None, []
+
+
+class _DeadlineMixin:
+    """Arms the thread's exchange deadline on the connection's socket: new (before TLS) or reused."""
+
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        _EXCHANGE.guard(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _EXCHANGE.guard(self.sock)  # a kept-alive connection: no _new_conn this time
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
 class Fetcher:
@@ -226,6 +378,35 @@ class Fetcher:
         start = time.monotonic()
         deadline = start + self.deadline
         target = _parse_target(url, first=True)
+        with _exchange_deadline(deadline) as exchange:
+            try:
+                result = self._exchange(
+                    url, target, start, deadline, etag, last_modified, types, max_bytes, truncate, raw
+                )
+            except IngestError as exc:
+                if exchange.fired and exc.reason != "timeout":
+                    # the watchdog cut the socket: whatever broke next (a reset, a bad status line) is that
+                    raise TransientError(
+                        "timeout", f"{url}: fetch deadline of {self.deadline:g}s passed ({exc.reason})"
+                    ) from exc
+                raise
+            if exchange.fired:  # a body without a length, cut by the watchdog, reads as a normal end
+                raise TransientError("timeout", f"{url}: fetch deadline of {self.deadline:g}s passed")
+            return result
+
+    def _exchange(
+        self,
+        url: str,
+        target: _Target,
+        start: float,
+        deadline: float,
+        etag: str | None,
+        last_modified: str | None,
+        types: Collection[str] | None,
+        max_bytes: int,
+        truncate: bool,
+        raw: bool,
+    ) -> FetchResult:
         visited = {_visit_key(target.url)}
         redirects = 0
         while True:
@@ -264,7 +445,13 @@ class Fetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransientError("timeout", f"{target.url}: fetch deadline of {self.deadline:.0f}s passed")
-        addrs = self.guard.resolve(target.host, target.port, min(self.connect_timeout, remaining))
+        try:
+            addrs = self.guard.resolve(target.host, target.port, min(self.connect_timeout, remaining))
+        except TransientError as exc:
+            if exc.reason != "dns_error":
+                raise
+            # the resolver could not answer now (EAI_AGAIN: offline, no DNS server): a few quick retries
+            raise HostUnreachable("dns_error", exc.detail) from exc
         headers = {
             "Host": target.host_header,
             "User-Agent": self.user_agent,
@@ -299,7 +486,7 @@ class Fetcher:
                 )
             except Exception as exc:  # noqa: BLE001 - converted right here, at the boundary
                 last_exc = _convert(exc, target.url)
-                if not isinstance(last_exc, TransientError) or last_exc.reason != "connection_error":
+                if last_exc.reason not in ("connection_error", "connection_refused"):
                     raise last_exc from exc
         if last_exc is not None:
             raise last_exc
@@ -319,7 +506,7 @@ class Fetcher:
         common: dict[str, Any] = {"maxsize": 1, "block": False, "retries": False}
         # The pool connects to the vetted IP literal, so urllib3 never resolves the name again.
         if target.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(
+            pool = _HTTPSPool(
                 str(ip),
                 target.port,
                 server_hostname=target.host,
@@ -329,7 +516,7 @@ class Fetcher:
                 **common,
             )
         else:
-            pool = urllib3.HTTPConnectionPool(str(ip), target.port, **common)
+            pool = _HTTPPool(str(ip), target.port, **common)
         pools[key] = pool
         while len(pools) > _POOLS_PER_THREAD:
             pools.popitem(last=False)[1].close()
@@ -519,8 +706,11 @@ def _convert(exc: BaseException, url: str) -> IngestError:
     if isinstance(exc, u3e.SSLError):
         return PermanentError("tls_error", detail)
     if isinstance(exc, u3e.NewConnectionError):  # subclass of ConnectTimeoutError: check first
-        if isinstance(getattr(exc, "__cause__", None), socket.timeout) or "timed out" in str(exc):
+        cause = getattr(exc, "__cause__", None)
+        if isinstance(cause, socket.timeout) or "timed out" in str(exc):
             return TransientError("timeout", detail)
+        if isinstance(cause, ConnectionRefusedError):
+            return HostUnreachable("connection_refused", detail)
         return TransientError("connection_error", detail)
     if isinstance(exc, (u3e.ConnectTimeoutError, u3e.ReadTimeoutError, socket.timeout, TimeoutError)):
         return TransientError("timeout", detail)

@@ -18,6 +18,8 @@ Endpoints (GET):
   /delay?s=                    wait, then an article
   /slow?chunks=&delay=         body sent in chunks with pauses (Content-Length set)
   /trickle?s=                  one byte every 0.1 s for s seconds (no Content-Length)
+  /trickle-status?s=&every=    the status line itself one byte every ``every`` s (0.5) for s seconds (60)
+  /trickle-header?s=&every=    status line, then ``X-Slow: `` and one byte every ``every`` s for s seconds
   /reset                       TCP reset before any response
   /drop                        connection closed before any response
   /partial                     Content-Length 10000, 100 bytes sent, then close
@@ -32,7 +34,8 @@ Endpoints (GET):
   /charset/<enc>?via=          article in <enc>; via=header|meta|http-equiv|both|none|bom|header-lies
   /etag                        ETag "v1" / Last-Modified; honours If-None-Match and If-Modified-Since
   /echo                        request line and headers as text/html
-  /robots.txt                  from ``server.robots`` (status, body, content-type); counted in hits
+  /robots.txt                  from ``server.robots`` (status, body, content-type); counted in hits;
+                               ``set_robots(trickle="status"|"header")`` trickles it like the above
 """
 
 from __future__ import annotations
@@ -231,6 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._slow(int(q.get("chunks", "5")), float(q.get("delay", "0.2")))
         if path == "/trickle":
             return self._trickle(float(q.get("s", "5")))
+        if path in ("/trickle-status", "/trickle-header"):
+            kind = path.removeprefix("/trickle-")
+            return self._trickle_head(kind, float(q.get("s", "60")), float(q.get("every", "0.5")))
         if path == "/reset":
             return self._abort(reset=True)
         if path == "/drop":
@@ -288,6 +294,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, ctype = self.server.robots
             if self.server.robots_delay:
                 time.sleep(self.server.robots_delay)
+            if self.server.robots_trickle:
+                return self._trickle_head(self.server.robots_trickle, 60.0, 0.5)
             return self._send(status, body.encode(), ctype)
         return self._send(404, b"<html><body>not found</body></html>")
 
@@ -316,6 +324,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(0.1)
         self.close_connection = True
+
+    def _trickle_head(self, kind: str, seconds: float, every: float) -> None:
+        """The response head one byte per ``every`` seconds: a status line (``kind="status"``) or, after a
+        whole status line, a header that never ends (``kind="header"``); each byte well inside any read
+        timeout, so only a deadline on the whole exchange stops it."""
+        self.close_connection = True
+        if kind == "status":
+            prefix, drip = b"", b"HTTP/1.1 200 OK" + b" " * 10_000
+        else:
+            prefix, drip = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: ", b"s" * 60_000
+        self.wfile.write(prefix)
+        self.wfile.flush()
+        end = time.monotonic() + seconds
+        for byte in drip:
+            if time.monotonic() >= end:
+                break
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(every)
+        self.wfile.write(b"\r\n\r\n<html><body>late</body></html>")
 
     def _stream_close(self, body: bytes, ctype: str) -> None:
         self.send_response(200)
@@ -363,6 +391,7 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.robots: tuple[int, str, str] = (200, "User-agent: *\nDisallow: /private/\n", "text/plain")
         self.robots_delay = 0.0
+        self.robots_trickle = ""
 
 
 class FaultServer:
@@ -410,11 +439,17 @@ class FaultServer:
         return self._server.requests
 
     def set_robots(
-        self, body: str = "", status: int = 200, content_type: str = "text/plain", delay: float = 0.0
+        self,
+        body: str = "",
+        status: int = 200,
+        content_type: str = "text/plain",
+        delay: float = 0.0,
+        trickle: str = "",
     ) -> None:
-        """What /robots.txt answers from now on."""
+        """What /robots.txt answers from now on; ``trickle`` ("status" or "header") drips its head."""
         self._server.robots = (status, body, content_type)
         self._server.robots_delay = delay
+        self._server.robots_trickle = trickle
 
     def reset(self) -> None:
         with self._server.lock:

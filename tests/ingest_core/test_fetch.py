@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import codecs
 import html
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from ingest_core.errors import BlockedAddress, InvalidURL, PermanentError, RateLimited, Skip, TransientError
+from ingest_core.errors import (
+    BlockedAddress,
+    HostUnreachable,
+    InvalidURL,
+    PermanentError,
+    RateLimited,
+    Skip,
+    TransientError,
+)
 from ingest_core.fetch import Fetcher, decode_html, parse_retry_after
 from ingest_core.settings import Settings
 from tests.faultserver import CHARSET_TEXTS, FaultServer, charset_page
@@ -391,11 +401,80 @@ def test_slow_but_steady_body_within_the_deadline_succeeds(fetcher: Fetcher, ser
     assert r.html.count("<p>") == 3
 
 
-def test_refused_connection_is_a_connection_error() -> None:
-    """Nothing listening on the port: TransientError connection_error."""
-    with pytest.raises(TransientError) as info:
+def test_refused_connection_is_a_quickly_retried_connection_refused() -> None:
+    """Nothing listening on the port: HostUnreachable connection_refused, whose own schedule is seconds."""
+    with pytest.raises(HostUnreachable) as info:
         make_fetcher().fetch(f"http://127.0.0.1:{free_port()}/")
-    assert info.value.reason == "connection_error"
+    assert info.value.reason == "connection_refused"
+    assert isinstance(info.value, TransientError)
+    assert info.value.retry_delays and len(info.value.retry_delays) <= 3 and sum(info.value.retry_delays) < 10
+
+
+def test_resolver_that_cannot_answer_now_is_a_quickly_retried_dns_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EAI_AGAIN (offline: "Temporary failure in name resolution") is HostUnreachable dns_error."""
+
+    def offline(host, port, *a, **k):  # noqa: ANN001, ANN202
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    with pytest.raises(HostUnreachable) as info:
+        make_fetcher().fetch("http://news.example.com/a")
+    assert info.value.reason == "dns_error"
+    assert info.value.retry_delays and sum(info.value.retry_delays) < 10
+
+
+# -- one deadline for the whole exchange ---------------------------------------------------------------------
+
+# Generous bound on top of the deadline: the watchdog fires at the deadline itself.
+_DEADLINE_SLACK = 2.5
+
+
+def _fetch_timed(fetcher: Fetcher, url: str, **kwargs: object) -> tuple[BaseException | None, float]:
+    start = time.monotonic()
+    try:
+        fetcher.fetch_text(url, **kwargs) if kwargs.pop("text", False) else fetcher.fetch(url)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        return exc, time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+@pytest.mark.parametrize("path", ["/trickle-status?every=0.3", "/trickle-header?every=0.3"])
+def test_trickled_response_head_is_cut_at_the_deadline(server: FaultServer, path: str) -> None:
+    """A status line or header dripping bytes well inside the read timeout is a timeout at the deadline."""
+    exc, took = _fetch_timed(make_fetcher(read_timeout=2.0, deadline=2.0), server.url(path))
+    assert isinstance(exc, TransientError) and exc.reason == "timeout", exc
+    assert took < 2.0 + _DEADLINE_SLACK
+
+
+def test_trickled_header_on_a_kept_alive_connection_is_cut_at_the_deadline(server: FaultServer) -> None:
+    """The deadline also guards a pooled connection reused from an earlier fetch to the same host; fetches
+    that finished in time leave no armed deadline behind (no descriptor left open, the kept-alive connection
+    still serves after their deadlines passed)."""
+    fetcher = make_fetcher(read_timeout=2.0, deadline=2.0)
+    assert fetcher.fetch(server.url("/article/1")).status == 200
+    exc, took = _fetch_timed(fetcher, server.url("/trickle-header?every=0.3"))
+    assert isinstance(exc, TransientError) and exc.reason == "timeout", exc
+    assert took < 2.0 + _DEADLINE_SLACK
+    fds = len(os.listdir("/proc/self/fd"))
+    quick = make_fetcher(deadline=0.5)
+    for n in range(20):
+        assert quick.fetch(server.url(f"/article/{n}")).status == 200
+    time.sleep(0.8)  # past every deadline armed above
+    assert quick.fetch(server.url("/article/99")).status == 200
+    assert len(os.listdir("/proc/self/fd")) <= fds + 1  # + the pooled connection
+
+
+def test_trickled_text_resource_is_cut_at_the_deadline(server: FaultServer) -> None:
+    """fetch_text (robots.txt, feeds, sitemaps) has the same whole-exchange deadline."""
+    server.set_robots("User-agent: *\nDisallow:\n", trickle="header")
+    try:
+        exc, took = _fetch_timed(make_fetcher(deadline=2.0), server.url("/robots.txt"), text=True)
+    finally:
+        server.set_robots("User-agent: *\nDisallow: /private/\n")
+    assert isinstance(exc, TransientError) and exc.reason == "timeout", exc
+    assert took < 2.0 + _DEADLINE_SLACK
 
 
 @pytest.mark.parametrize("path", ["/reset", "/drop"])
@@ -626,6 +705,18 @@ def test_certificate_for_another_name_is_a_tls_error(tls_server: tuple[FaultServ
     with pytest.raises(PermanentError) as info:
         make_fetcher(ca_certs=ca).fetch(f"https://127.0.0.1:{srv.port}/echo")
     assert info.value.reason == "tls_error"
+
+
+def test_trickled_header_over_tls_is_cut_at_the_deadline(
+    tls_server: tuple[FaultServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline holds through TLS: the watchdog shuts down the socket under the TLS layer."""
+    srv, ca = tls_server
+    _resolve_pinned(monkeypatch)
+    fetcher = make_fetcher(ca_certs=ca, read_timeout=2.0, deadline=2.0)
+    exc, took = _fetch_timed(fetcher, f"https://pinned.test:{srv.port}/trickle-header?every=0.3")
+    assert isinstance(exc, TransientError) and exc.reason == "timeout", exc
+    assert took < 2.0 + _DEADLINE_SLACK
 
 
 def test_untrusted_certificate_is_a_tls_error(
