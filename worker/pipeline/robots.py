@@ -7,8 +7,16 @@ Outcomes of the robots.txt fetch, as RFC 9309 section 2.3.1 says:
 - 5xx, 429, timeouts, connection failures ("unreachable"): everything is disallowed for ``error_ttl``;
   :meth:`RobotsPolicy.check` then raises ``RateLimited("robots_unreachable", retry_after=...)`` rather than
   answering "disallowed", so the page is retried later instead of being skipped for good.
+- the host cannot be reached at all (``HostUnreachable``: its name does not resolve right now, or it refuses
+  connections): :meth:`RobotsPolicy.check` raises that same error, so the page ends with the real cause
+  (``dns_error``, ``connection_refused``) after the error's own few quick retries, not as
+  ``robots_unreachable`` after minutes of backoff. Cached only for a moment (``UNREACHABLE_HOST_TTL``),
+  so concurrent checks share one attempt and every retry tries again.
 - other permanent faults (DNS name not found, TLS, blocked address): allowed, cached for ``error_ttl``, so
   the page fetch itself fails with the real reason instead of a misleading ``robots_disallowed``.
+
+Every robots.txt fetch has the fetcher's whole-exchange deadline: a server trickling its status line or
+headers is ``unreachable`` once the deadline passes.
 
 One process per origin fetches (a Redis lock); the others wait for its answer, so a new host sees one
 robots.txt request from the fleet, not one per thread.
@@ -26,11 +34,14 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from ingest_core.errors import InvalidURL, PermanentError, RateLimited, TransientError
+from ingest_core.errors import HostUnreachable, InvalidURL, PermanentError, RateLimited, TransientError
 from ingest_core.settings import DEFAULT_MAX_CRAWL_DELAY, DEFAULT_ROBOTS_ERROR_TTL, DEFAULT_ROBOTS_TTL
 
 DEFAULT_ROBOTS_MAX_BYTES = 500 * 1024
 """Bytes of robots.txt parsed (RFC 9309 asks for at least 500 KiB)."""
+
+UNREACHABLE_HOST_TTL = min(HostUnreachable.retry_delays or (1.0,)) / 2
+"""Seconds a host that could not be reached (DNS, refused) stays cached: under its first quick retry."""
 
 _LOCAL_TTL = 60.0
 _LOCAL_MAX = 2048
@@ -107,12 +118,15 @@ class RobotsPolicy:
     def check(self, url: str) -> tuple[bool, float | None]:
         """(allowed, crawl delay in seconds or None) for ``url``.
 
-        Raises ``RateLimited("robots_unreachable")`` while the origin's robots.txt is unreachable, and
+        Raises ``RateLimited("robots_unreachable")`` while the origin's robots.txt is unreachable,
+        ``HostUnreachable`` (the fetch's own reason) when the host cannot be reached at all, and
         ``InvalidURL`` for a URL without an http(s) origin.
         """
         origin, rurl = robots_url(url)
         entry, parser = self._entry(origin, rurl)
         kind = entry["kind"]
+        if kind == "host_unreachable":
+            raise HostUnreachable(entry["reason"], f"robots.txt: {entry.get('detail', '')}")
         if kind == "unreachable":
             retry_after = max(1.0, float(entry.get("until", 0)) - time.time())
             raise RateLimited(
@@ -185,6 +199,9 @@ class RobotsPolicy:
         """Fetch robots.txt and turn the outcome into a cache entry and its TTL."""
         try:
             result = self.fetcher.fetch_text(rurl, max_bytes=self.max_bytes, truncate=True)
+        except HostUnreachable as exc:  # the page would fail the same way: say so now, by its name
+            ttl = UNREACHABLE_HOST_TTL
+            return self._make("host_unreachable", ttl, reason=exc.reason, detail=exc.detail), ttl
         except TransientError as exc:  # 5xx, 429, timeouts, resets: RFC 9309 "unreachable"
             return self._make(
                 "unreachable", self.error_ttl, detail=f"{exc.reason}: {exc.detail}"
@@ -198,10 +215,12 @@ class RobotsPolicy:
         return self._make("rules", self.ttl, body=result.html), self.ttl
 
     @staticmethod
-    def _make(kind: str, ttl: float, *, body: str = "", detail: str = "") -> dict[str, Any]:
+    def _make(kind: str, ttl: float, *, body: str = "", detail: str = "", reason: str = "") -> dict[str, Any]:
         entry: dict[str, Any] = {"kind": kind, "until": time.time() + ttl}
         if body:
             entry["body"] = body
+        if reason:
+            entry["reason"] = reason
         if detail:
             entry["detail"] = detail
         return entry

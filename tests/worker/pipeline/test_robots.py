@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from ingest_core.errors import InvalidURL, RateLimited
+from ingest_core.errors import HostUnreachable, InvalidURL, RateLimited
 from ingest_core.fetch import Fetcher
 from tests.faultserver import FaultServer
 from worker.pipeline.robots import RobotsPolicy, robots_url
@@ -125,13 +125,61 @@ def test_unreachable_robots_answer_is_cached(client, fetcher, prefix, server) ->
     assert server.hits["/robots.txt"] == 1
 
 
-def test_refused_connection_counts_as_unreachable(client, fetcher, prefix) -> None:  # noqa: ANN001
-    """No server at all is "unreachable": disallowed for a while."""
+def test_refused_connection_gives_the_page_connection_refused(client, fetcher, prefix) -> None:  # noqa: ANN001
+    """No server at all: the check raises the fetch's own HostUnreachable connection_refused (quick retries),
+    not robots_unreachable for error_ttl."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(RateLimited):
-        policy(client, fetcher, prefix).check(f"http://127.0.0.1:{port}/a")
+    with pytest.raises(HostUnreachable) as info:
+        policy(client, fetcher, prefix, error_ttl=600.0).check(f"http://127.0.0.1:{port}/a")
+    assert info.value.reason == "connection_refused" and not isinstance(info.value, RateLimited)
+    assert sum(info.value.retry_delays or ()) < 10
+
+
+def test_offline_name_gives_the_page_dns_error(client, fetcher, prefix, monkeypatch) -> None:  # noqa: ANN001
+    """Offline (EAI_AGAIN): the check raises HostUnreachable dns_error; a moment later (the page's first
+    quick retry) robots.txt is tried again, and once the name resolves its rules apply."""
+    with FaultServer("127.0.0.1") as srv:
+        srv.set_robots("User-agent: *\nDisallow: /private/\n")
+        real = socket.getaddrinfo
+        offline = True
+
+        def resolve(host, port, *args, **kwargs):  # noqa: ANN001, ANN202
+            if host == "news.offline.test":
+                if offline:
+                    raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+                return real("127.0.0.1", port, *args, **kwargs)
+            return real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+        p = policy(client, fetcher, prefix, error_ttl=600.0)
+        url = f"http://news.offline.test:{srv.port}/private/1"
+        with pytest.raises(HostUnreachable) as info:
+            p.check(url)
+        assert info.value.reason == "dns_error" and "Temporary failure" in info.value.detail
+        offline = False
+        time.sleep(min(HostUnreachable.retry_delays or (1.0,)))
+        assert p.check(url) == (False, None)
+
+
+def test_trickled_robots_head_ends_at_the_fetch_deadline(client, prefix, server) -> None:  # noqa: ANN001
+    """A robots.txt whose headers drip in a byte at a time is unreachable once the fetch deadline passes."""
+    server.set_robots("User-agent: *\n", trickle="header")
+    quick = Fetcher(
+        user_agent=UA,
+        connect_timeout=2,
+        read_timeout=2,
+        deadline=2,
+        max_bytes=1 << 20,
+        max_redirects=5,
+        allow_networks=["127.0.0.0/8"],
+    )
+    start = time.monotonic()
+    with pytest.raises(RateLimited) as info:
+        policy(client, quick, prefix).check(server.url("/a"))
+    assert info.value.reason == "robots_unreachable" and "timeout" in info.value.detail
+    assert time.monotonic() - start < 2 + 2.5
 
 
 def test_robots_is_fetched_once_for_the_fleet(client, redis_url, fetcher, prefix, server) -> None:  # noqa: ANN001
