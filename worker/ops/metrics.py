@@ -161,7 +161,16 @@ class _QuietHandler(WSGIRequestHandler):
 def serve(
     state: StateStore, broker_url: str, *, address: str, port: int, credentials: str = ""
 ) -> WSGIServer:
-    """Start the exporter on a background thread; returns the server (``shutdown()`` stops it)."""
+    """Start the exporter on a background thread; returns the server (``shutdown()`` stops it).
+
+    Raises ValueError for a non-loopback ``address`` without ``credentials``: the metrics name the failing
+    domains and the fleet's volume, not for anyone on the network (Flower and the API refuse the same).
+    """
+    if not is_loopback(address) and not credentials:
+        raise ValueError(
+            f"metrics on {address or 'all addresses'} need INGEST_METRICS_BASIC_AUTH=user:password "
+            "(or bind them to 127.0.0.1)"
+        )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(state, broker_url))
     app = make_wsgi_app(registry)
@@ -179,7 +188,7 @@ def serve(
 def metrics_command(ctx: click.Context, address: str | None, port: int | None) -> None:
     """Serve Prometheus metrics: queue depths, terminal states by reason, latencies, bytes, failing domains.
 
-    Basic auth from INGEST_METRICS_BASIC_AUTH (user:password) when set.
+    Basic auth from INGEST_METRICS_BASIC_AUTH (user:password) when set; required off loopback.
     """
     from worker.cli import _use_broker
     from worker.runner import state_from_settings
@@ -188,7 +197,10 @@ def metrics_command(ctx: click.Context, address: str | None, port: int | None) -
     address = address or settings.metrics_address
     port = settings.metrics_port if port is None else port
     if not is_loopback(address) and not settings.metrics_basic_auth:
-        click.echo(f"warning: metrics on {address} without INGEST_METRICS_BASIC_AUTH", err=True)
+        raise click.UsageError(
+            f"metrics on {address or 'all addresses'} need INGEST_METRICS_BASIC_AUTH=user:password "
+            "(or bind them to 127.0.0.1)"
+        )
     url, _ = _use_broker(settings, start=False)
     state = state_from_settings(settings.replace(broker_url=url))
     try:

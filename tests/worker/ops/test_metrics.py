@@ -1,4 +1,5 @@
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,24 @@ def test_exporter_requires_basic_auth_when_configured(exporter):
     assert http_get(base + "/metrics")[0] == 401
     assert http_get(base + "/metrics", auth="prom:wrong")[0] == 401
     assert http_get(base + "/metrics", auth="prom:s3cret")[0] == 200
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "metrics.internal"])
+def test_non_loopback_address_without_auth_is_refused(ingest_env, address):
+    """``ingest metrics --address 0.0.0.0`` without INGEST_METRICS_BASIC_AUTH exits with a usage error and
+    serves nothing, like ``ingest flower`` and ``ingest serve``."""
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "metrics", "--address", address, "--port", str(port)],
+        env=ingest_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tempfile.gettempdir(),
+    )
+    assert proc.returncode == 2 and "INGEST_METRICS_BASIC_AUTH" in proc.stderr
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_real_run_fills_latency_histograms_and_bytes(workers, state, page_server, exporter):
