@@ -3,7 +3,9 @@
 Every document goes through ``ingest_core.fetch.Fetcher`` (the SSRF guard, timeouts and size caps of
 page fetches). Bodies arrive as bytes; a gzip file (``sitemap.xml.gz``) is inflated here with the same cap,
 so a gzip bomb stops at ``max_bytes``. A document that declares XML entities (billion laughs, external
-entities) is refused before any parser sees it: feeds and sitemaps never need them.
+entities) is refused before any parser sees it: feeds and sitemaps never need them. The check reads the
+document as the XML parsers will (``xml_text``: BOM, the XML 1.0 Appendix F byte patterns, the encoding
+declaration), so ``<!ENTITY`` in UTF-16, UTF-32 or EBCDIC is caught as surely as in UTF-8.
 
 For watch mode, validators (ETag, Last-Modified) are kept in a ``ValidatorStore`` so an unchanged document
 costs one 304. They are staged per poll and committed only once the URLs read from the documents were
@@ -12,8 +14,10 @@ submitted, so a poll that fails to queue does not turn into a 304 next time.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -104,9 +108,54 @@ def inflate(body: bytes, *, max_bytes: int, url: str) -> bytes:
     return bytes(out)
 
 
+# XML 1.0 Appendix F: the first four bytes of a document without a BOM name its encoding family.
+_XML_BOMS = (
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+_XML_SNIFF = {
+    b"\x00\x00\x00<": "utf-32-be",
+    b"<\x00\x00\x00": "utf-32-le",
+    b"\x00<\x00?": "utf-16-be",
+    b"<\x00?\x00": "utf-16-le",
+    b"\x4c\x6f\xa7\x94": "cp037",  # EBCDIC "<?xm"
+}
+_XML_DECLARED = re.compile(r"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:\-]+)["']""")
+_ENTITY_DECL = re.compile(r"<!\s*ENTITY", re.IGNORECASE)
+
+
+def xml_text(body: bytes) -> str:
+    """``body`` decoded the way an XML parser reads it; undecodable bytes become U+FFFD.
+
+    BOM first, then the byte pattern of ``<?xml`` (UTF-16/32 without BOM, EBCDIC), then the encoding
+    declaration, else UTF-8 (the XML default). An unknown declared encoding falls back to UTF-8.
+    """
+    family = "utf-8"
+    for bom, name in _XML_BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(name, errors="replace")
+    family = _XML_SNIFF.get(body[:4], "utf-8")
+    head = body[:1024].decode(family, errors="replace")
+    declared = _XML_DECLARED.match(head.lstrip())
+    encoding = family
+    if declared:
+        try:
+            named = codecs.lookup(declared.group(1)).name
+        except LookupError:
+            named = family
+        # a declaration cannot move a UTF-16/32 document to a byte-wide encoding, nor the reverse
+        wide = family.startswith(("utf-16", "utf-32"))
+        if wide == named.startswith(("utf-16", "utf-32")):
+            encoding = family if wide else named
+    return body.decode(encoding, errors="replace")
+
+
 def check_xml_safety(body: bytes, url: str) -> None:
-    """Refuse documents that declare entities (entity expansion bombs, external entities)."""
-    if b"<!ENTITY" in body:
+    """Refuse documents that declare entities (entity expansion bombs, external entities), in any encoding."""
+    if b"<!ENTITY" in body or _ENTITY_DECL.search(xml_text(body)):
         raise SourceError("xml_entities", f"{url}: declares XML entities (refused: bombs and XXE)")
 
 

@@ -1,9 +1,14 @@
 """Sitemaps (sitemaps.org 0.9): urlset, sitemap index, plain-text sitemaps, Google News fields as hints.
 
 Parsed with lxml with entity resolution, DTD loading and network access off (the document fetcher has
-already refused entity declarations). A sitemap that is not well-formed only because of a bare ``&`` in a
-``<loc>`` (common in the wild) is repaired and read; anything else that is not a sitemap raises
-``SourceError`` with a reason.
+already refused entity declarations; a parsed tree that declares one anyway is refused again). A
+sitemap that is not well-formed only because of a bare ``&`` in a ``<loc>`` (common in the wild) is repaired
+and read; anything else that is not a sitemap raises ``SourceError`` with a reason.
+
+A sitemap that yields nothing says why: one that is broken past repair (e.g. ``<url>`` nested 100,000
+deep, past libxml2's depth limit) raises ``malformed_xml`` with the parser's message instead of reading as
+empty; ``<url>``/``<sitemap>`` elements none of which has a direct ``<loc>`` raise ``no_locations``. One
+that is broken but still gave URLs (recovered) carries the parser's message in ``Sitemap.problem``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class Sitemap:
 
     kind: str
     entries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    problem: str = ""
+    """Why some of the document may be missing (it was read in recovery mode), else ''."""
 
 
 def _parser(recover: bool) -> etree.XMLParser:
@@ -87,26 +94,41 @@ def parse_sitemap(body: bytes, url: str) -> Sitemap:
             return _parse_text(body)
         except SourceError as exc:
             raise SourceError(exc.reason, f"{url}: {exc.detail}") from None
+    problem = ""
     try:
         root = etree.fromstring(body, _parser(recover=False))
     except etree.XMLSyntaxError as exc:
-        # Bare '&' in query strings is the common fault; repair only that, then read what is there.
+        # Bare '&' in query strings is the common fault: repair only that; if the repaired document is
+        # still broken, read what recovery gives and say that something may be missing.
+        repaired = _BARE_AMP.sub(b"&amp;", body)
         try:
-            root = etree.fromstring(_BARE_AMP.sub(b"&amp;", body), _parser(recover=True))
+            root = etree.fromstring(repaired, _parser(recover=False))
         except etree.XMLSyntaxError:
-            root = None
+            problem = str(exc)
+            try:
+                root = etree.fromstring(repaired, _parser(recover=True))
+            except etree.XMLSyntaxError:
+                root = None
         if root is None or _local(root.tag) not in ("urlset", "sitemapindex"):
             raise SourceError("malformed_xml", f"{url}: {exc}") from None
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        raise SourceError("xml_entities", f"{url}: declares XML entities (refused: bombs and XXE)")
     kind = _local(root.tag)
-    if kind == "sitemapindex":
-        locs = [_text(el, "{*}loc") for el in root.iterfind("{*}sitemap")]
-        return Sitemap("index", [(loc, {}) for loc in locs if loc])
-    if kind != "urlset":
+    if kind not in ("urlset", "sitemapindex"):
         detail = "an HTML page" if kind.lower() == "html" else f"root element <{kind}>"
         raise SourceError("not_a_sitemap", f"{url}: {detail}, not <urlset> or <sitemapindex>")
+    child = "sitemap" if kind == "sitemapindex" else "url"
+    elements = list(root.iterfind(f"{{*}}{child}"))
     entries = []
-    for el in root.iterfind("{*}url"):
+    for el in elements:
         loc = _text(el, "{*}loc")
         if loc:
-            entries.append((loc, _news_hints(el)))
-    return Sitemap("urlset", entries)
+            entries.append((loc, {} if kind == "sitemapindex" else _news_hints(el)))
+    if not entries and problem:
+        raise SourceError("malformed_xml", f"{url}: no <loc> read: {problem}")
+    if not entries and elements:
+        raise SourceError(
+            "no_locations", f"{url}: {len(elements)} <{child}> elements, none with a <loc> directly inside"
+        )
+    return Sitemap("index" if kind == "sitemapindex" else "urlset", entries, problem)

@@ -120,10 +120,11 @@ class WebSource:
                 self.hints[loc] = hints
             yield loc
 
-    @staticmethod
-    def _parse(body: bytes, url: str, declared: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    def _parse(self, body: bytes, url: str, declared: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
         if _SITEMAP_ROOT.search(body[:8192]) or (declared == "sitemap" and not body.lstrip()[:1] == b"<"):
             sitemap = parse_sitemap(body, url)
+            if sitemap.problem:  # recovered: the URLs read go through, what may be missing is reported
+                self.problem(url, "malformed_xml", f"{url}: read in recovery mode: {sitemap.problem}")
             return sitemap.kind, sitemap.entries
         try:
             entries = list(parse_feed(body, url))

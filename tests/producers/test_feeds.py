@@ -135,3 +135,14 @@ def test_feed_with_some_broken_xml_still_yields_readable_entries(docs, fetcher) 
     """A truncated feed whose first items parse yields those items."""
     url = docs.add("/cut.xml", RSS20[: RSS20.index("<item><title>Bridge")] + "<item><title>Bri")
     assert _read(fetcher, url).urls == ["http://news.example/a?utm_source=rss"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32", "utf-32-be"])
+def test_entity_bomb_is_refused_in_any_encoding(docs, fetcher, encoding: str) -> None:
+    """The billion laughs in UTF-16 or UTF-32 (BOM or not) is refused as xml_entities, like in UTF-8."""
+    label = encoding.split("-")[0]
+    body = BILLION_LAUGHS.replace('<?xml version="1.0"?>', f'<?xml version="1.0" encoding="{label}"?>')
+    good = docs.add("/good.xml", RSS20)
+    web = _read(fetcher, docs.add("/wide.xml", body.encode(encoding)), good)
+    assert [p.reason for p in web.problems] == ["xml_entities"]
+    assert web.urls == ["http://news.example/a?utm_source=rss", "http://news.example/b"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
+
 from producers.sources import DocumentFetcher, WebSource
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -137,3 +139,41 @@ def test_missing_child_sitemap_does_not_stop_its_siblings(docs, fetcher) -> None
     url = docs.add("/index.xml", index(docs.url("/gone.xml"), docs.url("/ok.xml")))
     web = _read(fetcher, url)
     assert web.urls == ["http://s.example/ok"] and [p.reason for p in web.problems] == ["http_404"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-le", "cp037"])
+def test_entity_declaration_is_refused_in_any_encoding(docs, fetcher, encoding: str) -> None:
+    """<!ENTITY in a UTF-16/32 (with or without BOM) or EBCDIC sitemap is refused as xml_entities."""
+    label = encoding.split("-")[0] if encoding.startswith("utf") else encoding
+    doctype = '<!DOCTYPE u [<!ENTITY a "http://s.example/bomb">]>'
+    bomb = f'<?xml version="1.0" encoding="{label}"?>{doctype}<urlset {NS}><url><loc>&a;</loc></url></urlset>'
+    good = docs.add("/good.xml", urlset("http://s.example/good"))
+    web = _read(fetcher, docs.add("/wide.xml", bomb.encode(encoding)), good)
+    assert web.urls == ["http://s.example/good"] and [p.reason for p in web.problems] == ["xml_entities"]
+
+
+def test_sitemap_nested_past_the_parser_limit_is_a_problem_not_silence(docs, fetcher) -> None:
+    """100,000 nested <url> (past libxml2's depth limit) yields nothing and says so: malformed_xml, with
+    the parser's reason; the good sitemap beside it is still read."""
+    deep = f'<?xml version="1.0"?><urlset {NS}>' + "<url>" * 100_000 + "<loc>http://s.example/deep</loc>"
+    deep += "</url>" * 100_000 + "</urlset>"
+    good = docs.add("/good.xml", urlset("http://s.example/good"))
+    web = _read(fetcher, docs.add("/deep.xml", deep), good)
+    assert web.urls == ["http://s.example/good"]
+    assert [p.reason for p in web.problems] == ["malformed_xml"] and "depth" in web.problems[0].detail
+
+
+def test_urls_without_a_direct_loc_are_a_problem(docs, fetcher) -> None:
+    """<url> elements none of which holds a <loc> directly (nested one level too deep) are no_locations."""
+    body = f'<?xml version="1.0"?><urlset {NS}>' + "<url><url><loc>http://s.example/x</loc></url></url>" * 3
+    web = _read(fetcher, docs.add("/nested.xml", body + "</urlset>"))
+    assert web.urls == [] and [p.reason for p in web.problems] == ["no_locations"]
+    assert "3 <url> elements" in web.problems[0].detail
+
+
+def test_truncated_sitemap_yields_what_it_has_and_reports_the_rest(docs, fetcher) -> None:
+    """A sitemap cut mid-element yields the URLs before the cut, and reports malformed_xml."""
+    body = urlset("http://s.example/1", "http://s.example/2")
+    web = _read(fetcher, docs.add("/cut.xml", body[: body.index("http://s.example/2") + 5]))
+    assert web.urls[:1] == ["http://s.example/1"]
+    assert [p.reason for p in web.problems] == ["malformed_xml"]
