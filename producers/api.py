@@ -1,8 +1,10 @@
 """The HTTP submission API (FastAPI): ``POST /v1/urls``, ``GET /healthz``, OpenAPI at ``/openapi.json``.
 
 A thin door onto ``producers.submit``: the body is a JSON list of URLs (or ``{"urls": [...]}``) or plain
-text with one URL a line; the answer is 202 with what was accepted, already seen and rejected (with
-reasons). A bearer token (``INGEST_API_TOKEN``) is checked on every route but ``/healthz`` when set;
+text with one URL a line, at most ``MAX_URLS_PER_REQUEST`` of them (413 above: a request is answered within
+seconds, not held for minutes); the answer is 202 with what was accepted, already seen and rejected (with
+reasons). Anything else (malformed or nested JSON, numbers) is a 400. A bearer token (``INGEST_API_TOKEN``)
+is checked on every route but ``/healthz`` when set, ``/openapi.json``, ``/docs`` and ``/redoc`` included;
 ``ingest serve`` refuses to bind a non-loopback address without one.
 """
 
@@ -15,13 +17,19 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from ingest_core.settings import Settings
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-"""Largest request body accepted (about 150,000 URLs); submit bigger lists in several requests."""
+"""Largest request body accepted, in bytes (413 above)."""
+
+MAX_URLS_PER_REQUEST = 10_000
+"""Most URLs one request may carry (413 above; send bigger lists in several requests): one request is
+answered in a few seconds instead of holding its connection while a million URLs are queued."""
 
 API_VERSION = "1.0.0"
 """Version of the HTTP API as published in its OpenAPI document."""
@@ -66,13 +74,25 @@ def parse_body(body: bytes, content_type: str) -> list[str]:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # [[[[... nested past the parser's stack: no URL list is that deep
+            raise HTTPException(400, "body is not valid JSON: nested too deeply") from None
         if isinstance(data, dict):
             data = data.get("urls")
         if not isinstance(data, list) or not all(isinstance(u, str) for u in data):
             raise HTTPException(400, 'JSON body must be a list of URL strings or {"urls": [...]}')
+        _check_count(len(data))
         return data
     text = body.decode("utf-8", errors="surrogateescape")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    urls = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    _check_count(len(urls))
+    return urls
+
+
+def _check_count(n: int) -> None:
+    if n > MAX_URLS_PER_REQUEST:
+        raise HTTPException(
+            413, f"{n} URLs in one request; at most {MAX_URLS_PER_REQUEST}: send them in several requests"
+        )
 
 
 _REQUEST_BODY = {
@@ -121,11 +141,27 @@ def create_app(settings: Settings, *, state: Any = None, celery_app: Any = None)
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
+    # FastAPI's own /openapi.json, /docs and /redoc take no dependencies: served here behind the token
     api = FastAPI(
         title="article-ingest submission API",
         version=API_VERSION,
         description="Submit article URLs for fetching, extraction and storage.",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+
+    @api.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(api.openapi())
+
+    @api.get("/docs", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{api.title} - docs")
+
+    @api.get("/redoc", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{api.title} - ReDoc")
 
     @api.post(
         "/v1/urls",
@@ -134,9 +170,9 @@ def create_app(settings: Settings, *, state: Any = None, celery_app: Any = None)
         dependencies=[Depends(authorize)],
         openapi_extra={"requestBody": _REQUEST_BODY},
         responses={
-            400: {"description": "Body is not a JSON list of strings"},
+            400: {"description": "Body is not a JSON list of strings (malformed, nested, not strings)"},
             401: {"description": "Missing or wrong bearer token"},
-            413: {"description": "Body larger than 16 MiB"},
+            413: {"description": f"More than {MAX_URLS_PER_REQUEST:,} URLs, or a body larger than 16 MiB"},
             503: {"description": "Broker or Redis unreachable; nothing was queued"},
         },
     )
@@ -145,7 +181,7 @@ def create_app(settings: Settings, *, state: Any = None, celery_app: Any = None)
         source: str = Query("api", max_length=64, description="Recorded as the records' source."),
         force: bool = Query(False, description="Queue even URLs stored before."),
     ) -> SubmitResponse:
-        """Validate, deduplicate and queue URLs; 202 with accepted, already seen and rejected (reasons)."""
+        """Validate, deduplicate and queue up to 10,000 URLs; 202: accepted, already seen, rejected (why)."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
             raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")

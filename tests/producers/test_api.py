@@ -79,13 +79,15 @@ def secured_api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     _stop(proc)
 
 
-def _post(url: str, body: bytes, ctype: str, token: str | None = None) -> tuple[int, dict]:
+def _post(
+    url: str, body: bytes, ctype: str, token: str | None = None, timeout: float = 10
+) -> tuple[int, dict]:
     headers = {"Content-Type": ctype}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -122,6 +124,29 @@ def test_json_that_is_not_a_list_of_strings_is_a_400(api) -> None:
     assert _post(api + "/v1/urls", b'["https://a', "application/json")[0] == 400
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"urls": ' + b"[" * 100_000, b"[" * 5000 + b"]" * 5000])
+def test_deeply_nested_json_is_a_400(api, body: bytes) -> None:
+    """JSON nested past any URL list (100,000 brackets, open or closed) is a 400, not a 500."""
+    status, answer = _post(api + "/v1/urls", body, "application/json")
+    assert status == 400 and "JSON" in answer["detail"]
+
+
+def test_more_urls_than_the_maximum_is_a_413_at_once(api) -> None:
+    """One URL over MAX_URLS_PER_REQUEST (JSON or text) is refused with 413 within seconds; the maximum
+    itself is accepted."""
+    from producers.api import MAX_URLS_PER_REQUEST
+
+    urls = [f"https://bulk.example/{n}" for n in range(MAX_URLS_PER_REQUEST + 1)]
+    start = time.monotonic()
+    status, answer = _post(api + "/v1/urls", json.dumps(urls).encode(), "application/json")
+    assert status == 413 and str(MAX_URLS_PER_REQUEST) in answer["detail"].replace(",", "")
+    status, _ = _post(api + "/v1/urls", "\n".join(urls).encode(), "text/plain")
+    assert status == 413
+    assert time.monotonic() - start < 10
+    status, answer = _post(api + "/v1/urls", json.dumps(urls[:-1]).encode(), "application/json", timeout=120)
+    assert status == 202 and answer["accepted"] == MAX_URLS_PER_REQUEST
+
+
 def test_healthz_reports_redis_and_broker(api) -> None:
     """GET /healthz answers 200 with both dependencies up."""
     with urllib.request.urlopen(api + "/healthz", timeout=5) as resp:
@@ -144,6 +169,23 @@ def test_token_is_required_when_configured(secured_api) -> None:
     assert _post(url, b"[]", "application/json")[0] == 401
     assert _post(url, b"[]", "application/json", token="wrong")[0] == 401
     assert _post(url, b'["https://api.example/s"]', "application/json", token=TOKEN)[0] == 202
+
+
+def _get_status(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+def test_schema_and_docs_need_the_token_when_configured(secured_api, path: str) -> None:
+    """With INGEST_API_TOKEN set, the schema and the docs pages are 401 without the token, 200 with it."""
+    assert _get_status(secured_api + path) == 401
+    assert _get_status(secured_api + path, token="wrong") == 401
+    assert _get_status(secured_api + path, token=TOKEN) == 200
 
 
 def test_binding_a_public_address_without_a_token_is_refused(redis_url, tmp_path) -> None:
