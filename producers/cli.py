@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import signal
 import threading
@@ -21,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ingest_core.settings import Settings
 
 if TYPE_CHECKING:  # the sources import feedparser and lxml: only load them when a command needs them
     from producers.sources import ValidatorStore, WebSource
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -123,49 +121,48 @@ def report_problems(web: WebSource | None, limit: int = 50) -> None:
     console.print("source problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
 
 
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]submit"),
-        TextColumn("{task.completed:>10,.0f} URLs"),
-        TextColumn("{task.fields[detail]}"),
-        TextColumn("[cyan]{task.fields[rate]:>8,.0f}/s"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
 def submit_sources(
-    sources: Sources, *, settings: Settings, force: bool = False, progress: bool = True
+    sources: Sources,
+    *,
+    settings: Settings,
+    force: bool = False,
+    progress: bool = True,
+    on_progress: Callable[[Any], None] | None = None,
+    collect_ids: set[str] | None = None,
 ) -> Any:
-    """Submit every URL of ``sources`` (streamed) with a progress bar; returns the ``SubmitResult``."""
+    """Submit every URL of ``sources`` (streamed); returns the ``SubmitResult``. A long submission prints a
+    plain progress line every few seconds on stderr (URLs read, new, seen, rejected, rate)."""
+    from ingest_core.state import state_from_settings
     from producers import submit
 
-    t0 = time.monotonic()
-    kwargs: dict[str, Any] = {
-        "source": sources.label,
-        "force": force,
-        "hints": sources.hints,
-        "max_url_length": settings.max_url_length,
-        "strip_params": tracking_params(settings),
-    }
-    if not progress:
-        return submit(sources.stream, **kwargs)
-    with _progress() as bar:
-        task = bar.add_task("submit", total=None, detail="", rate=0.0)
+    t0 = last = time.monotonic()
 
-        def show(result: Any) -> None:
-            bar.update(
-                task,
-                completed=result.submitted,
-                detail=(
-                    f"new {result.accepted:,} seen {result.duplicates:,} rejected {result.rejected_total:,}"
-                ),
-                rate=result.submitted / max(time.monotonic() - t0, 1e-6),
+    def show(result: Any) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if progress and now - last >= 3.0:
+            last = now
+            console.print(
+                f"submit: {result.submitted:,} URLs read, {result.accepted:,} new, "
+                f"{result.adopted:,} pending before, {result.duplicates:,} seen, {result.rejected_total:,} rejected "
+                f"({result.submitted / max(now - t0, 1e-6):,.0f}/s)",
+                markup=False,
+                highlight=False,
             )
+        if on_progress is not None:
+            on_progress(result)
 
-        return submit(sources.stream, on_progress=show, **kwargs)
+    return submit(
+        sources.stream,
+        source=sources.label,
+        force=force,
+        hints=sources.hints,
+        max_url_length=settings.max_url_length,
+        strip_params=tracking_params(settings),
+        state=state_from_settings(settings),
+        on_progress=show,
+        collect_ids=collect_ids,
+    )
 
 
 def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -190,15 +187,21 @@ def submit_command_sources(
     feeds: Iterable[str] = (),
     sitemaps: Iterable[str] = (),
     feeds_files: Iterable[str] = (),
-) -> Any:
-    """What ``ingest submit``/``ingest run`` do with their sources: submit all, report document problems."""
+    on_progress: Callable[[Any], None] | None = None,
+    collect_ids: set[str] | None = None,
+) -> tuple[Any, WebSource | None]:
+    """What ``ingest submit``/``ingest run`` do with their sources: submit all, report document problems.
+    Returns the ``SubmitResult`` and the feeds/sitemaps source (None without any)."""
     sources = open_sources(
         settings, urls=urls, files=files, feeds=feeds, sitemaps=sitemaps, feeds_files=feeds_files
     )
     try:
-        return submit_sources(sources, settings=settings, force=force)
+        result = submit_sources(
+            sources, settings=settings, force=force, on_progress=on_progress, collect_ids=collect_ids
+        )
     finally:
         report_problems(sources.web)
+    return result, sources.web
 
 
 # -- watch -------------------------------------------------------------------------------------------------
@@ -246,9 +249,7 @@ def poll_once(
 @click.command()
 @click.option("--feed", "feeds", multiple=True, help="Feed URL (RSS or Atom); repeatable.")
 @click.option("--sitemap", "sitemaps", multiple=True, help="Sitemap or sitemap index URL; repeatable.")
-@click.option(
-    "-f", "--feeds-file", "feeds_files", multiple=True, help="File of feed/sitemap URLs, one a line."
-)
+@click.option("--feeds-file", "feeds_files", multiple=True, help="File of feed/sitemap URLs, one a line.")
 @click.option("--every", default="10m", show_default=True, help="Time between polls (30s, 10m, 1h).")
 @click.option("--once", is_flag=True, help="Poll once and exit (for cron or a test).")
 @click.pass_context
@@ -261,20 +262,19 @@ def watch(
     once: bool,
 ) -> None:
     """Poll feeds and sitemaps on a schedule; queue only URLs never seen. Ctrl-C or SIGTERM stops it."""
+    from ingest_core.cliutil import broker_settings
+    from ingest_core.state import state_from_settings
     from producers import BrokerUnavailable
     from producers.sources import RedisValidators
-    from worker.cli import _use_broker
-    from worker.runner import state_from_settings
 
     settings: Settings = ctx.obj["settings"]
     if not (feeds or sitemaps or feeds_files):
-        raise click.UsageError("give --feed, --sitemap or -f FEEDS_FILE")
+        raise click.UsageError("give --feed, --sitemap or --feeds-file FILE")
     try:
         interval = parse_duration(every)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from None
-    url, _ = _use_broker(settings, start=False)
-    settings = settings.replace(broker_url=url)
+    settings = broker_settings(ctx)
     state = state_from_settings(settings)
     validators = RedisValidators(state.r, prefix=settings.key_prefix)
     stop = threading.Event()
@@ -328,17 +328,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """HTTP submission API: POST /v1/urls, GET /healthz, OpenAPI at /openapi.json (docs at /docs)."""
     import uvicorn
 
+    from ingest_core.cliutil import broker_settings
     from producers.api import create_app, is_loopback
-    from worker.cli import _use_broker
 
     settings: Settings = ctx.obj["settings"]
     host = host or settings.api_address
     port = port if port is not None else settings.api_port
     if not settings.api_token and not is_loopback(host):
         raise click.UsageError(f"binding {host} (not loopback) requires INGEST_API_TOKEN to be set")
-    url, _ = _use_broker(settings, start=False)
-    os.environ["INGEST_BROKER_URL"] = url
-    app = create_app(settings.replace(broker_url=url))
+    app = create_app(broker_settings(ctx))
     auth = "bearer token required" if settings.api_token else "no token"
     console.print(f"ingest serve on http://{host}:{port} ({auth})")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,6 +8,7 @@ it. The broker is ``INGEST_BROKER_URL``; when that is unset, the embedded Redis 
 from __future__ import annotations
 
 import os
+import sys
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -26,9 +27,13 @@ PROCESS_QUEUE = "process"
 
 
 def _broker() -> str:
-    url, _ = resolve_broker(
-        settings.broker_url, settings.data_dir, start=os.environ.get("INGEST_EMBEDDED_AUTOSTART") == "1"
-    )
+    try:
+        url, _ = resolve_broker(
+            settings.broker_url, settings.data_dir, start=os.environ.get("INGEST_EMBEDDED_AUTOSTART") == "1"
+        )
+    except RuntimeError as exc:
+        # a clear line for `celery -A worker.celery_app ...` run with nothing configured, not a traceback
+        sys.exit(f"ingest: {exc}")
     return url
 
 

@@ -1,4 +1,10 @@
-"""The ``ingest`` command line."""
+"""The ``ingest`` command line: the CLI sits above ``producers`` and ``worker`` and imports both.
+
+Common options (``--broker-url``, ``--data-dir``, ``-s NAME=VALUE``, ``--config FILE``, ...) are accepted
+before or after the subcommand. Settings precedence: flag > environment > settings file > default. With no
+broker configured, each command that needs state uses the embedded Redis of the data directory (started
+when needed, stopped by its last user), so ``stats`` and ``failures`` work after a run as during one.
+"""
 
 from __future__ import annotations
 
@@ -9,73 +15,129 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
-from kombu.exceptions import OperationalError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ingest_core.settings import Settings
+from ingest_core.cliutil import broker_settings, settings_of
+from ingest_core.settings import Settings, setting_name
 from producers.cli import source_options
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+EXIT_BROKER = 3
+"""Exit status: the broker or the state store is unreachable."""
+EXIT_PENDING = 4
+"""Exit status of ``ingest run``: it gave up (``--timeout``) with URLs of its own still pending."""
+EXIT_INTERRUPTED = 130
+"""Exit status of ``ingest run`` interrupted (Ctrl-C, SIGTERM) with URLs still pending: run it again."""
 
 
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
+# -- common options, accepted on the group and on every subcommand ------------------------------------------
+
+_FLAG_SETTINGS = ("broker_url", "redis_url", "storage_url", "data_dir", "allow_private_networks")
 
 
-@click.group()
-@click.option("--broker-url", envvar=None, default=None, help="Celery broker [INGEST_BROKER_URL].")
-@click.option("--redis-url", default=None, help="Shared state Redis [INGEST_REDIS_URL].")
-@click.option("--storage-url", default=None, help="Where records go [INGEST_STORAGE_URL].")
-@click.option("--data-dir", default=None, help="Working directory [INGEST_DATA_DIR].")
-@click.option(
-    "--allow-private-networks/--no-allow-private-networks",
-    default=None,
-    help="Allow fetching private/loopback addresses [INGEST_ALLOW_PRIVATE_NETWORKS].",
-)
-@click.pass_context
-def main(ctx: click.Context, **flags: Any) -> None:
-    """article-ingest: URLs in, clean deduplicated JSON records out."""
-    try:
-        settings = Settings.from_env(**flags)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    # subprocesses (workers) and the Celery app module read the environment: hand the flags down
-    for name, value in flags.items():
+def _common_params() -> list[click.Parameter]:
+    return [
+        click.Option(["--broker-url"], default=None, help="Celery broker [INGEST_BROKER_URL]."),
+        click.Option(["--redis-url"], default=None, help="Shared state Redis [INGEST_REDIS_URL]."),
+        click.Option(["--storage-url"], default=None, help="Where records go [INGEST_STORAGE_URL]."),
+        click.Option(["--data-dir"], default=None, help="Working directory [INGEST_DATA_DIR]."),
+        click.Option(
+            ["--allow-private-networks/--no-allow-private-networks"],
+            default=None,
+            help="Allow fetching private/loopback addresses [INGEST_ALLOW_PRIVATE_NETWORKS].",
+        ),
+        click.Option(
+            ["-s", "--set", "set_"],
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Any setting, by its environment name (INGEST_ optional): -s HOST_INTERVAL=0.5.",
+        ),
+        click.Option(["--config"], default=None, help="TOML settings file [INGEST_CONFIG]."),
+    ]
+
+
+def _apply_common(ctx: click.Context, flags: dict[str, Any]) -> None:
+    """Hand the flags down as environment (the workers and the Celery app read it) and rebuild settings."""
+    if flags.get("config"):
+        os.environ["INGEST_CONFIG"] = str(Path(flags["config"]).resolve())
+    for pair in flags.get("set_") or ():
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"-s expects NAME=VALUE, got {pair!r}")
+        try:
+            os.environ[f"INGEST_{setting_name(name).upper()}"] = value
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    for name in _FLAG_SETTINGS:
+        value = flags.get(name)
         if value is not None:
             os.environ[f"INGEST_{name.upper()}"] = (
                 str(value).lower() if isinstance(value, bool) else str(value)
             )
-    ctx.obj = {"settings": settings}
-
-
-# -- sources -------------------------------------------------------------------------------------------
-
-
-def _use_broker(settings: Settings, *, start: bool) -> tuple[str, bool]:
-    from ingest_core.embedded import resolve_broker
-
     try:
-        url, started = resolve_broker(settings.broker_url, settings.data_dir, start=start)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    os.environ["INGEST_BROKER_URL"] = url
-    return url, started
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    root = ctx.find_root()
+    root.obj = {**(root.obj or {}), "settings": settings}
 
 
-# -- submit ----------------------------------------------------------------------------------------------
+def with_common_options(command: click.Command) -> click.Command:
+    """Accept the common options on ``command`` too (so ``ingest run --data-dir D URL`` works)."""
+    names = {"broker_url", "redis_url", "storage_url", "data_dir", "allow_private_networks", "set_", "config"}
+    command.params.extend(_common_params())
+    inner = command.callback
+    assert inner is not None
+
+    def callback(*args: Any, **kwargs: Any) -> Any:
+        flags = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        if any(v not in (None, ()) for v in flags.values()):
+            _apply_common(click.get_current_context(), flags)
+        return inner(*args, **kwargs)
+
+    command.callback = callback
+    return command
+
+
+def _version() -> str:
+    try:
+        return metadata.version("article-ingest")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-V", "--version", prog_name="ingest")
+@click.pass_context
+def main(ctx: click.Context, **flags: Any) -> None:
+    """article-ingest: URLs in, clean deduplicated JSON records out."""
+    _apply_common(ctx, flags)
+
+
+main.params.extend(_common_params())
+
+
+def _say(message: str) -> None:
+    console.print(message, markup=False)
+
+
+# -- submit ------------------------------------------------------------------------------------------------
 
 
 @main.command()
 @click.argument("urls", nargs=-1)
 @click.option("-f", "--file", "files", multiple=True, help="File of URLs, one a line ('-' for stdin).")
 @source_options
-@click.option("--force", is_flag=True, help="Queue URLs even if they were stored before.")
+@click.option("--force", is_flag=True, help="Queue URLs again even if they were stored or are pending.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def submit(
@@ -86,10 +148,11 @@ def submit(
     as_json: bool,
     **sources: tuple[str, ...],
 ) -> None:
-    """Validate URLs (positional, files, stdin, feeds, sitemaps) and queue them for the workers."""
-    settings = _settings(ctx)
-    _use_broker(settings, start=False)
-    result = _submit(urls, files, force, settings, **sources)
+    """Validate URLs (positional, files, stdin, feeds, sitemaps) and queue them for the workers.
+
+    Exits 1 when feeds or sitemaps were given and every one of them failed (nothing was read)."""
+    settings = broker_settings(ctx)
+    result, web = _submit(urls, files, force, settings, **sources)
     if as_json:
         click.echo(
             json.dumps(
@@ -97,36 +160,53 @@ def submit(
                     "batch": result.batch,
                     "submitted": result.submitted,
                     "accepted": result.accepted,
+                    "adopted": result.adopted,
                     "duplicates": result.duplicates,
                     "rejected": [{"url": u, "reason": r} for u, r in result.rejected],
                 }
             )
         )
-        return
-    for url, reason in result.rejected[:50]:
-        console.print(f"[yellow]rejected[/] {url!r}: {reason}")
-    console.print(
-        f"batch {result.batch}: {result.accepted} accepted, {result.duplicates} already seen, "
-        f"{result.rejected_total} rejected"
-    )
+    else:
+        for url, reason in result.rejected[:50]:
+            _say(f"rejected {url!r}: {reason}")
+        _say(
+            f"batch {result.batch}: {result.accepted} accepted, {result.adopted} already pending, "
+            f"{result.duplicates} already seen, {result.rejected_total} rejected"
+        )
+    if _all_sources_failed(web, result, urls, files):
+        _say("error: every feed and sitemap failed; nothing was read")
+        raise SystemExit(1)
+
+
+def _all_sources_failed(web: Any, result: Any, urls: tuple[str, ...], files: tuple[str, ...]) -> bool:
+    if web is None or urls or files or result.submitted:
+        return False
+    return bool(web.problems) and web.counts.get("documents", 0) <= len(web.problems)
 
 
 def _submit(
-    urls: tuple[str, ...], files: tuple[str, ...], force: bool, settings: Settings, **sources: tuple[str, ...]
-) -> Any:
+    urls: tuple[str, ...],
+    files: tuple[str, ...],
+    force: bool,
+    settings: Settings,
+    on_progress: Callable[[Any], None] | None = None,
+    **sources: tuple[str, ...],
+) -> tuple[Any, Any]:
     from producers import BrokerUnavailable
     from producers.cli import submit_command_sources
 
     try:
-        return submit_command_sources(settings, urls=urls, files=files, force=force, **sources)
+        return submit_command_sources(
+            settings, urls=urls, files=files, force=force, on_progress=on_progress, **sources
+        )
     except BrokerUnavailable as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise SystemExit(3) from None
+        _say(f"error: {exc}")
+        raise SystemExit(EXIT_BROKER) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-# -- worker ----------------------------------------------------------------------------------------------
+# -- worker ------------------------------------------------------------------------------------------------
 
 
 def worker_commands(
@@ -171,11 +251,17 @@ def worker_commands(
 def _concurrencies(
     settings: Settings, concurrency: int | None, fetch_concurrency: int | None
 ) -> tuple[int, int]:
-    process = concurrency or settings.process_concurrency or os.cpu_count() or 1
+    """Fetch threads and process-pool size; by default one process per CPU this process may use (the
+    container's quota and affinity, not the host's core count)."""
+    from ingest_core.cpus import available_cpus
+
+    process = concurrency or settings.process_concurrency or available_cpus()
     return fetch_concurrency or settings.fetch_concurrency, process
 
 
 def start_workers(cmds: list[list[str]], log_dir: Path | None = None) -> list[subprocess.Popen]:
+    """Start worker processes in their own session: a Ctrl-C at the terminal reaches only us, and we stop
+    them warmly."""
     procs = []
     for cmd in cmds:
         out: Any = None
@@ -183,7 +269,11 @@ def start_workers(cmds: list[list[str]], log_dir: Path | None = None) -> list[su
             log_dir.mkdir(parents=True, exist_ok=True)
             name = cmd[cmd.index("-Q") + 1]
             out = open(log_dir / f"worker-{name}.log", "ab")  # noqa: SIM115 - lives as long as the worker
-        procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None))
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+            )
+        )
     return procs
 
 
@@ -191,7 +281,8 @@ def stop_workers(procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
     """Warm shutdown (SIGTERM: finish the task in hand), then SIGKILL what is left after ``timeout``."""
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            with suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for p in procs:
         try:
@@ -205,47 +296,53 @@ def stop_workers(procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
 @click.option("--queues", "-Q", default="fetch,process", show_default=True, help="Queues to consume.")
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes of the process worker.")
 @click.option("--fetch-concurrency", type=int, default=None, help="Threads of the fetch worker.")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("-l", "--loglevel", default="INFO", show_default=True, help="DEBUG, INFO, WARNING, ERROR.")
 @click.pass_context
 def worker(
     ctx: click.Context, queues: str, concurrency: int | None, fetch_concurrency: int | None, loglevel: str
 ) -> None:
-    """Start workers: a threads pool for ``fetch``, a prefork pool for ``process``."""
-    settings = _settings(ctx)
+    """Start workers: a threads pool for ``fetch`` (with the dispatcher), a prefork pool for ``process``."""
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = set(wanted) - {"fetch", "process"}
     if unknown or not wanted:
         raise click.UsageError(f"unknown queue(s): {', '.join(sorted(unknown)) or '(none)'}")
-    url, started = _use_broker(settings, start=True)
-    if started:
-        console.print(f"started embedded Redis at {url}")
+    settings = broker_settings(ctx)
     fetch_c, process_c = _concurrencies(settings, concurrency, fetch_concurrency)
     procs = start_workers(
         worker_commands(wanted, fetch_concurrency=fetch_c, process_concurrency=process_c, loglevel=loglevel)
     )
-    signal.signal(signal.SIGTERM, lambda *_: stop_workers(procs))
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        while all(p.poll() is None for p in procs) and not stopping:
+            time.sleep(0.2)
     finally:
         stop_workers(procs)
     codes = [p.returncode for p in procs]
-    raise SystemExit(max(abs(c or 0) for c in codes) if any(codes) else 0)
+    raise SystemExit(0 if stopping or not any(codes) else max(abs(c or 0) for c in codes))
 
 
-# -- run -------------------------------------------------------------------------------------------------
+# -- run ---------------------------------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
 
 
 @main.command()
 @click.argument("urls", nargs=-1)
 @click.option("-f", "--file", "files", multiple=True, help="File of URLs, one a line ('-' for stdin).")
 @source_options
-@click.option("--force", is_flag=True, help="Fetch URLs even if they were stored before.")
+@click.option("--force", is_flag=True, help="Fetch URLs again even if they were stored or are pending.")
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes of the process worker.")
 @click.option("--fetch-concurrency", type=int, default=None, help="Threads of the fetch worker.")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+@click.option("-o", "--output", default=None, help="Also write this run's records to FILE ('-': stdout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_context
 def run(
@@ -256,92 +353,311 @@ def run(
     concurrency: int | None,
     fetch_concurrency: int | None,
     timeout: float | None,
+    output: str | None,
     as_json: bool,
     **sources: tuple[str, ...],
 ) -> None:
-    """All in one: broker (embedded unless configured), local workers, submit, wait, summary."""
-    settings = _settings(ctx)
+    """All in one: broker (embedded unless configured), local workers, submit, wait, summary.
+
+    Ctrl-C stops the workers cleanly and prints the summary so far; the same command again finishes what
+    is left (nothing fetched twice). Exit: 0 nothing of this run pending, 3 broker unreachable, 4 timed
+    out with URLs pending, 130 interrupted with URLs pending."""
     if not urls and not files and not any(sources.values()):
         raise click.UsageError("give URLs, -f FILE, --feed, --sitemap or --feeds-file")
-    from ingest_core.embedded import EmbeddedRedis
+    if output == "-" and as_json:
+        raise click.UsageError("-o - and --json both write to stdout: choose one")
+    from ingest_core.state import state_from_settings
 
-    url, started = _use_broker(settings, start=True)
+    settings = broker_settings(ctx)
+    state = state_from_settings(settings)
     fetch_c, process_c = _concurrencies(settings, concurrency, fetch_concurrency)
     log_dir = Path(settings.data_dir) / "logs"
+    stop: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop:  # a second Ctrl-C: give up waiting at once (workers still stop warmly)
+            raise KeyboardInterrupt
+        stop.append(signal.Signals(signum).name)
+        _say(f"{stop[0]}: stopping the workers after the pages in hand; run the same command to resume")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    t0 = time.monotonic()
+    before = _fleet_pending(state)
     procs = start_workers(
         worker_commands(
             ["fetch", "process"], fetch_concurrency=fetch_c, process_concurrency=process_c, loglevel="WARNING"
         ),
         log_dir,
     )
-    t0 = time.monotonic()
     summary: dict[str, Any] = {}
+    result: Any = None
+    ids: set[str] | None = set() if output else None
+    reason_end = "done"
     try:
-        result = _submit(urls, files, force, settings, **sources)
-        summary = _wait(result.batch, procs, timeout, settings)
+
+        def progress(r: Any) -> None:
+            if stop:
+                raise _Interrupted
+
+        try:
+            result, _web = _submit(
+                urls, files, force, settings, on_progress=progress, collect_ids=ids, **sources
+            )
+        except _Interrupted:
+            result = None
+        if result is not None:
+            if before:
+                _say(f"{before} URLs of earlier runs are still pending in this data directory; they go too")
+            summary, reason_end = _wait(result.batch, procs, timeout, state, stop, t0)
+    except KeyboardInterrupt:
+        reason_end = "interrupted"
     finally:
         stop_workers(procs)
         from worker.runner import storage_from_settings
 
         # opening the store publishes parts of killed workers (JSONL) or uploads a left-over spool (S3)
         storage_from_settings(settings).close()
-        storage = settings.storage_url.removeprefix("file://")
-        if started:
-            EmbeddedRedis(Path(settings.data_dir) / "redis").stop()
+    if result is None:
+        _say("interrupted while submitting; run the same command again to go on")
+        raise SystemExit(EXIT_INTERRUPTED)
+    from ingest_core.state import summarize
+
+    summary = summarize(state.counters(result.batch))
     elapsed = time.monotonic() - t0
+    storage = settings.storage_url.removeprefix("file://")
+    failures_path = Path(settings.data_dir) / "failures.jsonl"
+    n_failures = _write_failures(state, result.batch, failures_path)
     summary.update(
         {
             "batch": result.batch,
             "seconds": round(elapsed, 2),
             "docs_per_second": round(summary.get("stored", 0) / elapsed, 2) if elapsed else 0.0,
             "records": storage if "://" in storage else str(Path(storage).resolve()),
-            "broker": url,
+            "failures_file": str(failures_path.resolve()),
+            "broker": settings.broker_url,
+            "adopted": summary.get("adopted", 0) if isinstance(summary.get("adopted"), int) else 0,
+            "earlier_pending": before,
+            "examples": _examples(state, result.batch),
+            "limit": _limiting_factor(state, settings, summary, elapsed),
+            "ended": reason_end if not stop else "interrupted",
         }
     )
+    if output:
+        _write_output(settings, ids or set(), output)
     if as_json:
         click.echo(json.dumps(summary))
-    _print_summary(summary)
+    _print_summary(summary, title=f"ingest run (batch {result.batch})")
+    if n_failures:
+        _say(
+            f"{n_failures} URLs did not end stored: {failures_path} "
+            f"(or: ingest failures --batch {result.batch})"
+        )
     if summary.get("pending"):
-        raise SystemExit(4)
+        if stop or reason_end == "interrupted":
+            _say(f"{summary['pending']} URLs still pending: run the same command again to finish them")
+            raise SystemExit(EXIT_INTERRUPTED)
+        _say(
+            f"{summary['pending']} URLs still pending ({reason_end}); `ingest cancel --batch {result.batch}`"
+        )
+        raise SystemExit(EXIT_PENDING)
 
 
-def _wait(batch: str, procs: list[subprocess.Popen], timeout: float | None, settings: Settings) -> dict:
+def _fleet_pending(state: Any) -> int:
     from ingest_core.state import summarize
-    from worker.runner import state_from_settings
 
-    state = state_from_settings(settings.replace(broker_url=os.environ["INGEST_BROKER_URL"]))
+    return max(0, int(summarize(state.counters())["pending"]))
+
+
+def _wait(
+    batch: str,
+    procs: list[subprocess.Popen],
+    timeout: float | None,
+    state: Any,
+    stop: list[str],
+    t0: float,
+) -> tuple[dict, str]:
+    """Wait until every URL of ``batch`` is terminal; progress on stderr (a bar on a terminal, else a line
+    every 5 seconds). Returns the summary and why the wait ended."""
+    from ingest_core.state import summarize
+
     deadline = time.monotonic() + timeout if timeout else None
-    columns = (
-        TextColumn("[bold]ingest"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    rate = _Rate()
+    s: dict[str, Any] = {}
+    while True:
+        s = summarize(state.counters(batch))
+        done = s["submitted"] - s["pending"]
+        rate.add(done)
+        now = time.monotonic()
+        if s["pending"] <= 0:
+            why = "done"
+            break
+        if stop:
+            why = "interrupted"
+            break
+        if any(p.poll() is not None for p in procs):
+            _say("a worker exited early; see the logs in the data directory (logs/)")
+            why = "a worker exited"
+            break
+        if deadline and now > deadline:
+            _say(f"timed out with {s['pending']} URLs of this run pending")
+            why = "timed out"
+            break
+        if tty or now - last_line >= 5.0:
+            line = _progress_line(s, done, rate, state)
+            if tty:
+                console.print(f"\r{line}\x1b[K", end="", markup=False)
+            else:
+                _say(line)
+            last_line = now
+        time.sleep(0.2)
+    if tty:
+        console.print("")
+    return s, why
+
+
+class _Rate:
+    """URLs ended per second over the last 30 seconds."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, int]] = []
+
+    def add(self, done: int) -> None:
+        now = time.monotonic()
+        self.points.append((now, done))
+        while len(self.points) > 2 and now - self.points[0][0] > 30:
+            self.points.pop(0)
+
+    def per_second(self) -> float:
+        if len(self.points) < 2:
+            return 0.0
+        (t1, d1), (t2, d2) = self.points[0], self.points[-1]
+        return (d2 - d1) / (t2 - t1) if t2 > t1 else 0.0
+
+
+def _progress_line(s: dict[str, Any], done: int, rate: _Rate, state: Any) -> str:
+    per_s = rate.per_second()
+    eta = f"eta {_duration(s['pending'] / per_s)}" if per_s > 0 else "eta ?"
+    line = (
+        f"ingest {done}/{s['submitted']}  stored {s['stored']} dup {s['duplicate']} skip {s['skipped']} "
+        f"fail {s['failed']}  {per_s:.1f}/s {eta}"
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("ingest", total=None, detail="")
-        while True:
-            s = summarize(state.counters(batch))
-            done = s["submitted"] - s["pending"]
-            bar.update(
-                task,
-                total=s["submitted"],
-                completed=done,
-                detail=f"stored {s['stored']} dup {s['duplicate']} skip {s['skipped']} fail {s['failed']}",
+    why = _waiting_on(state)
+    return f"{line}  ({why})" if why else line
+
+
+def _waiting_on(state: Any) -> str:
+    """What most pending URLs wait for: per-host politeness, backpressure, retries."""
+    try:
+        f = state.frontier.stats(top=3)
+    except Exception:
+        return ""
+    if f["paused"]:
+        return f"dispatch paused: {f['paused']}"
+    if f["waiting"] and f["hosts_ready"] == 0 and f["busiest"]:
+        hosts = f["hosts"]
+        interval = state.frontier.host_interval
+        per = f"at {1 / interval:g} req/s" if interval > 0 else ""
+        return f"waiting on {hosts} host{'s' if hosts != 1 else ''} {per}: {f['waiting']} URLs".replace(
+            "  ", " "
+        )
+    if f["retrying"]:
+        return f"{f['retrying']} URLs backing off after transient errors"
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _limiting_factor(state: Any, settings: Settings, s: dict[str, Any], elapsed: float) -> str:
+    """One line naming what bounded the run's speed (shown under the summary)."""
+    f = state.frontier.stats(top=1)
+    ended = s["submitted"] - s["pending"]
+    if ended == 0 or elapsed <= 0:
+        return ""
+    hosts = max(1, f["hosts"]) if s["pending"] else None
+    interval = settings.host_interval
+    if interval > 0 and hosts is None:
+        # rate per host bounded by the interval: a run at about that rate was politeness-bound
+        per_host_max = 1 / interval
+        if ended / elapsed <= per_host_max * 1.2 and ended > 5:
+            return (
+                f"per-host politeness: one request per {interval:g}s per host "
+                "(INGEST_HOST_INTERVAL; raise it only for sites you own)"
             )
-            if s["pending"] <= 0:
-                return s
-            if any(p.poll() is not None for p in procs):
-                console.print("[red]a worker exited early; see logs in the data directory[/]")
-                return s
-            if deadline and time.monotonic() > deadline:
-                console.print(f"[red]timed out with {s['pending']} URLs pending[/]")
-                return s
-            time.sleep(0.2)
+    if f["paused"]:
+        return f"backpressure: {f['paused']}"
+    return ""
 
 
-def _print_summary(s: dict) -> None:
-    table = Table(title=f"ingest run: {s.get('submitted', 0)} URLs in {s.get('seconds', 0)} s")
+def _examples(state: Any, batch: str, per_reason: int = 3) -> dict[str, list[str]]:
+    """A few example URLs per failure or skip reason of this batch."""
+    out: dict[str, list[str]] = {}
+    for e in state.failures(count=5000, batch=batch):
+        key = f"{e.get('state')}:{e.get('reason')}"
+        urls = out.setdefault(key, [])
+        if len(urls) < per_reason and e.get("url") not in urls:
+            urls.append(e.get("url"))
+    return out
+
+
+def _write_failures(state: Any, batch: str, path: Path) -> int:
+    """``failures.jsonl``: one line per URL of ``batch`` that did not end stored (newest end wins)."""
+    dead = {e["id"]: e for e in state.dead_letters() if e.get("batch") == batch}
+    seen: set[str] = set()
+    lines = []
+    for e in state.failures(count=1_000_000, batch=batch):
+        key = e.get("id") or e.get("url")
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(
+            {
+                "url": e.get("url"),
+                "state": e.get("state"),
+                "reason": e.get("reason"),
+                "detail": e.get("detail", ""),
+                "attempts": dead.get(e.get("id"), {}).get("attempts", 1),
+                "at": e.get("at"),
+                "batch": batch,
+            }
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return len(lines)
+
+
+def _write_output(settings: Settings, ids: set[str], output: str) -> None:
+    """This run's records (each id once, the newest copy) as JSONL to ``output``."""
+    from worker.runner import storage_from_settings
+    from worker.storage import latest_by_id
+
+    store = storage_from_settings(settings)
+    out: IO[str] = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for record in latest_by_id(store):
+            if record.get("id") in ids:
+                out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        store.close()
+
+
+def _print_summary(s: dict, title: str) -> None:
+    table = Table(title=title)
     table.add_column("state")
     table.add_column("count", justify="right")
     table.add_column("reasons")
@@ -349,10 +665,19 @@ def _print_summary(s: dict) -> None:
         reasons = s.get(f"{state}_reasons", {})
         table.add_row(state, str(s.get(state, 0)), ", ".join(f"{k}: {v}" for k, v in reasons.items()))
     console.print(table)
-    console.print(f"{s.get('docs_per_second', 0)} docs/s; records in {s.get('records')}")
+    for key, urls in (s.get("examples") or {}).items():
+        _say(f"  {key}: " + ", ".join(urls))
+    if "seconds" in s:
+        _say(f"{s.get('submitted', 0)} URLs in {s['seconds']} s, {s.get('docs_per_second', 0)} docs/s")
+    if s.get("records"):
+        _say(f"records in {s['records']}")
+    if s.get("limit"):
+        _say(f"limited by {s['limit']}")
+    if s.get("earlier_pending"):
+        _say(f"{s['earlier_pending']} URLs of earlier runs were pending when this run started")
 
 
-# -- stats, failures, extract ------------------------------------------------------------------------------
+# -- stats, failures, cancel, extract ------------------------------------------------------------------------
 
 
 @main.command()
@@ -362,65 +687,111 @@ def _print_summary(s: dict) -> None:
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between redraws.")
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, batch: str | None, watch: bool, interval: float) -> None:
-    """Counters of terminal states (fleet-wide) and queue depths."""
+    """The fleet's state: terminal states by reason, the frontier, queue depths (``--batch``: one batch)."""
     import redis
+    from kombu.exceptions import OperationalError
 
-    from ingest_core.state import summarize
+    from ingest_core.state import state_from_settings, summarize
     from worker.ops.queues import queue_depths
-    from worker.runner import state_from_settings
 
-    settings = _settings(ctx)
-    url, _ = _use_broker(settings, start=False)
-    settings = settings.replace(broker_url=url)
+    settings = broker_settings(ctx)
+    state = state_from_settings(settings)
     if watch:
         from worker.ops.watch import watch as watch_live
 
-        watch_live(state_from_settings(settings), url, batch=batch, interval=interval)
+        watch_live(state, settings.broker_url, batch=batch, interval=interval)
         return
     try:
-        summary = summarize(state_from_settings(settings).counters(batch))
-        summary["queues"] = queue_depths(url)  # Redis or AMQP
+        if batch and not state.r.exists(state.key("batch", batch)):
+            raise click.ClickException(f"no batch {batch!r} (batches are kept {settings.batch_ttl} s)")
+        summary = summarize(state.counters(batch))
+        summary["queues"] = queue_depths(settings.broker_url)  # Redis or AMQP
+        summary["frontier"] = state.frontier.stats()
     except (redis.RedisError, OSError, OperationalError) as exc:
-        console.print(f"[red]error:[/] broker or state store unreachable: {exc}")
-        raise SystemExit(3) from None
+        _say(f"error: broker or state store unreachable: {exc}")
+        raise SystemExit(EXIT_BROKER) from None
     if as_json:
         click.echo(json.dumps(summary))
         return
-    _print_summary(summary)
-    console.print(f"queues: {summary['queues']}")
+    _print_summary(summary, title=f"batch {batch}" if batch else "fleet")
+    q = summary["queues"]
+    _say("queues: " + ", ".join(f"{k} {v}" for k, v in q.items()))
+    f = summary["frontier"]
+    _say(
+        f"frontier: {f['waiting']} waiting on {f['hosts']} hosts ({f['hosts_ready']} ready now), "
+        f"{f['fetching']} fetching, {f['processing']} fetched and not yet processed, "
+        f"{f['retrying']} backing off" + (f"; dispatch paused: {f['paused']}" if f["paused"] else "")
+    )
+    for h in f["busiest"]:
+        _say(f"  {h['host']}: {h['waiting']} waiting, next slot in {h['next_in']} s")
 
 
 @main.command()
 @click.option("--reason", default=None, help="Only this reason code.")
+@click.option("--batch", default=None, help="Only URLs of this submission batch.")
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--dead", is_flag=True, help="One line per URL still failed: attempts, last reason and time.")
 @click.pass_context
-def failures(ctx: click.Context, reason: str | None, limit: int, as_json: bool, dead: bool) -> None:
+def failures(
+    ctx: click.Context, reason: str | None, batch: str | None, limit: int, as_json: bool, dead: bool
+) -> None:
     """The newest skipped and failed URLs, with their reasons (``--dead``: failed URLs to retry)."""
-    from worker.runner import state_from_settings
+    from ingest_core.state import state_from_settings
 
     if dead:
         from worker.ops.deadletters import print_dead_letters
 
         print_dead_letters(ctx, reason, limit, as_json)
         return
-    settings = _settings(ctx)
-    url, _ = _use_broker(settings, start=False)
-    events = state_from_settings(settings.replace(broker_url=url)).failures(limit, reason)
-    for e in events:
-        click.echo(
-            json.dumps(e) if as_json else f"{e['state']:8} {e['reason']:22} {e['url']}  {e.get('detail', '')}"
-        )
+    state = state_from_settings(broker_settings(ctx))
+    for e in state.failures(limit, reason, batch=batch):
+        if as_json:
+            click.echo(json.dumps(e))
+        else:
+            click.echo(f"{e['state']:8} {e['reason']:22} {e['url']}  {e.get('detail', '')}")
+
+
+@main.command()
+@click.option("--batch", default=None, help="Cancel the pending URLs of this batch.")
+@click.option("--all", "everything", is_flag=True, help="Cancel every pending URL.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cancel(ctx: click.Context, batch: str | None, everything: bool, as_json: bool) -> None:
+    """End pending URLs as ``skipped:cancelled`` (counts still add up); their queued tasks do nothing.
+
+    Use this, not ``celery purge``: a purge drops messages but leaves the URLs pending."""
+    from ingest_core.state import state_from_settings
+
+    if bool(batch) == everything:
+        raise click.UsageError("give --batch ID or --all")
+    state = state_from_settings(broker_settings(ctx))
+    if batch and not state.r.exists(state.key("batch", batch)):
+        raise click.ClickException(f"no batch {batch!r}")
+    n = state.cancel(batch=batch)
+    if everything:
+        from worker.ops.queues import purge_queues
+
+        purge_queues(settings_of(ctx).broker_url or broker_settings(ctx).broker_url)
+    if as_json:
+        click.echo(json.dumps({"cancelled": n, "batch": batch}))
+    else:
+        _say(f"{n} pending URLs cancelled (skipped:cancelled)")
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--url", default=None, help="The page's URL (for links, metadata and the record).")
-def extract(files: tuple[str, ...], url: str | None) -> None:
-    """Offline: extract, clean and enrich local HTML files; one JSON record per line on stdout."""
+@click.option("-o", "--output", default="-", show_default=True, help="JSONL file for the records.")
+def extract(files: tuple[str, ...], url: str | None, output: str) -> None:
+    """Offline: extract, clean and enrich local HTML files; one JSON record per line.
+
+    Records only go to the output; a file that gives no record is reported on stderr, one line each, and
+    the exit status is 1 when any file gave no record."""
     from ingest_core.canonical import url_id
+    from ingest_core.errors import Skip
     from worker.pipeline.clean import Cleaner
+    from worker.pipeline.decode import decode_html
     from worker.pipeline.enrich import Enricher
     from worker.pipeline.extract import Extractor
     from worker.record import utc_now_iso
@@ -428,46 +799,74 @@ def extract(files: tuple[str, ...], url: str | None) -> None:
 
     settings = Settings.from_env()
     extractor, cleaner, enricher = Extractor(max_bytes=settings.max_bytes), Cleaner(), Enricher()
-    for path in files:
-        raw = gzip.open(path).read() if path.endswith(".gz") else Path(path).read_bytes()
-        html = raw.decode("utf-8", errors="replace")
-        page_url = url or Path(path).resolve().as_uri()
-        job = Job(url=page_url, id=url_id(page_url), token="", batch="", source="file")
-        doc = extractor.extract(html, page_url)
-        if doc is None:
-            click.echo(
-                json.dumps({"id": job.id, "url": page_url, "file": path, "text": "", "skipped": "no_text"})
+    out: IO[str] = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
+    bad = 0
+    try:
+        for path in files:
+            page_url = url or Path(path).resolve().as_uri()
+            job = Job(url=page_url, id=url_id(page_url), token="", batch="", source="file")
+            try:
+                raw = gzip.open(path).read() if path.endswith(".gz") else Path(path).read_bytes()
+                html = decode_html(raw)  # as the fetcher decodes: BOM, <meta charset>, detection
+            except (Skip, OSError, EOFError) as exc:
+                bad += 1
+                reason = exc.reason if isinstance(exc, Skip) else "decode_error"
+                click.echo(f"skipped:{reason} {path}", err=True)
+                continue
+            doc = extractor.extract(html, page_url)
+            if doc is None or not doc.text.strip():
+                bad += 1
+                click.echo(f"skipped:no_text {path}", err=True)
+                continue
+            record = build_record(
+                job,
+                cleaner.clean(doc),
+                final_url=page_url,
+                status=200 if url else None,
+                fetched_at=utc_now_iso(),
+                enricher=enricher,
             )
-            continue
-        record = build_record(
-            job,
-            cleaner.clean(doc),
-            final_url=page_url,
-            status=200,
-            fetched_at=utc_now_iso(),
-            enricher=enricher,
-        )
-        record["file"] = path
-        click.echo(json.dumps(record, ensure_ascii=False))
+            if not url:  # a local file has no site: no domain, no HTTP status
+                record["domain"] = record["registered_domain"] = None
+            record["file"] = path
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if bad:
+        raise SystemExit(1)
 
 
 # -- commands defined elsewhere: one add_command line each, keep this block at the end ----------------------
 
+from producers.cli import serve as serve_command  # noqa: E402
+from producers.cli import watch as watch_command  # noqa: E402
 from worker.ops.deadletters import retry_failed_command  # noqa: E402
 from worker.ops.export import export_command  # noqa: E402
 from worker.ops.flower import flower_command  # noqa: E402
 from worker.ops.metrics import metrics_command  # noqa: E402
 
-main.add_command(retry_failed_command)
-main.add_command(export_command)
-main.add_command(flower_command)
-main.add_command(metrics_command)
+for _command in (
+    retry_failed_command,
+    export_command,
+    flower_command,
+    metrics_command,
+    watch_command,
+    serve_command,
+):
+    main.add_command(_command)
 
-from producers.cli import serve as serve_command  # noqa: E402
-from producers.cli import watch as watch_command  # noqa: E402
+with suppress(ImportError):  # the container health command (worker/ops/health.py)
+    from worker.ops.health import health_command
 
-main.add_command(watch_command)
-main.add_command(serve_command)
+    main.add_command(health_command)
+
+for _command in main.commands.values():
+    with_common_options(_command)
+
+
+def _iter_commands() -> Iterator[click.Command]:
+    yield from main.commands.values()
 
 
 if __name__ == "__main__":

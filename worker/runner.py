@@ -11,6 +11,7 @@ fault: not HTML, no text, robots) or ``failed:<reason>`` (a fault, after retries
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import signal
 import threading
@@ -29,7 +30,7 @@ from ingest_core.canonical import canonicalize, url_id
 from ingest_core.errors import IngestError, PermanentError, Skip
 from ingest_core.fetch import Fetcher, FetchResult
 from ingest_core.settings import Settings
-from ingest_core.state import StateStore
+from ingest_core.state import StateStore, state_from_settings
 from worker.pipeline.clean import Cleaner
 from worker.pipeline.dedupe import Deduper, content_hash
 from worker.pipeline.enrich import Enricher
@@ -38,6 +39,7 @@ from worker.pipeline.politeness import HostPoliteness
 from worker.pipeline.robots import RobotsPolicy
 from worker.record import SCHEMA_VERSION, utc_now_iso
 from worker.storage import Storage, open_storage
+from worker.storage.retry import retry_storage
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,19 @@ class Job:
     batch: str
     source: str = "api"
     hints: dict[str, Any] = field(default_factory=dict)
+    host: str = ""
+    attempts: int = 0
+    """Transient failures so far (retries are scheduled by the frontier)."""
+    gen: str = ""
+    """The frontier's lease generation this task runs under."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
-        return cls(**data)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
 
 @dataclass(slots=True)
@@ -71,27 +79,27 @@ class Outcome:
     detail: str = ""
 
 
-def pack_page(fetched: FetchResult) -> dict[str, Any]:
-    """A fetch result as JSON primitives, the HTML zlib-compressed and base64-encoded."""
-    data = {
-        k: getattr(fetched, k)
-        for k in ("url", "final_url", "status", "headers", "content_type", "encoding", "nbytes", "elapsed")
-    }
-    # level 3, not 6: on 170 KiB pages it compresses in 1.0 ms instead of 2.2 ms (fetch-worker CPU, which
-    # competes with extraction for the same cores) for a message 12% larger (benchmarks/redis_memory.py)
-    data["html_z"] = base64.b64encode(zlib.compress(fetched.html.encode("utf-8"), 3)).decode("ascii")
+_PAGE_FIELDS = ("url", "final_url", "status", "headers", "content_type", "encoding", "nbytes", "elapsed")
+
+
+def pack_page(fetched: FetchResult) -> bytes:
+    """A fetch result as one zlib-compressed JSON document: what the claim-check key in Redis holds."""
+    data: dict[str, Any] = {k: getattr(fetched, k) for k in _PAGE_FIELDS}
+    data["html"] = fetched.html
     data["fetched_at"] = utc_now_iso()
-    return data
+    # level 3, not 6: on 170 KiB pages it compresses in 1.0 ms instead of 2.2 ms (fetch-worker CPU, which
+    # competes with extraction for the same cores) for a blob 12% larger (benchmarks/redis_memory.py)
+    return zlib.compress(json.dumps(data, ensure_ascii=False).encode("utf-8"), 3)
 
 
-def unpack_page(data: dict[str, Any]) -> tuple[FetchResult, str]:
-    """Inverse of ``pack_page``: the fetch result and its fetch time."""
-    html = zlib.decompress(base64.b64decode(data["html_z"])).decode("utf-8")
-    fields = {
-        k: data[k]
-        for k in ("url", "final_url", "status", "headers", "content_type", "encoding", "nbytes", "elapsed")
-    }
-    return FetchResult(html=html, **fields), data["fetched_at"]
+def unpack_page(blob: bytes) -> dict[str, Any]:
+    """Inverse of ``pack_page``: the page's fields (``html``, ``fetched_at``, status, headers, ...)."""
+    return json.loads(zlib.decompress(blob))
+
+
+def page_result(data: dict[str, Any]) -> tuple[FetchResult, str]:
+    """An unpacked page as the fetch result and its fetch time."""
+    return FetchResult(html=data["html"], **{k: data[k] for k in _PAGE_FIELDS}), data["fetched_at"]
 
 
 def outcome_for_error(exc: BaseException) -> Outcome:
@@ -120,10 +128,10 @@ class Pipeline:
         max_url_length: int = 2048,
         robots: RobotsPolicy | None = None,
         politeness: HostPoliteness | None = None,
-        max_politeness_wait: float = 60.0,
         conditional_get: bool = False,
         near_dup_threshold: float = 0.8,
         extract_timeout: float = 0.0,
+        storage_retry_max: float = 300.0,
     ) -> None:
         if min_words < 0:
             raise ValueError("min_words must be >= 0")
@@ -134,6 +142,7 @@ class Pipeline:
         self.cleaner = cleaner
         self.deduper = Deduper(state, threshold=near_dup_threshold)
         self.extract_timeout = extract_timeout
+        self.storage_retry_max = storage_retry_max
         self.enricher = enricher
         self.store = store
         self.state = state
@@ -142,7 +151,6 @@ class Pipeline:
         self.max_url_length = max_url_length
         self.robots = robots
         self.politeness = politeness
-        self.max_politeness_wait = max_politeness_wait
         self.conditional_get = conditional_get
 
     @classmethod
@@ -179,36 +187,37 @@ class Pipeline:
             politeness=HostPoliteness(state.r, s.host_interval, s.key_prefix)
             if s.host_interval > 0
             else None,
-            max_politeness_wait=s.max_politeness_wait,
             # validators are kept only where re-fetching is routine: they cost Redis memory per URL
             conditional_get=s.recrawl_ttl > 0,
             near_dup_threshold=s.near_dup_threshold,
             extract_timeout=s.extract_timeout,
+            storage_retry_max=s.storage_retry_max,
         )
 
     # -- the two halves the tasks call -------------------------------------------------------------
 
     def admit(self, job: Job) -> float:
-        """robots.txt, then the host's politeness slot: 0 to fetch now, else seconds to come back after.
+        """robots.txt, then the host's request slot: 0 to fetch now, else seconds until the slot is free.
 
-        Raises ``Skip("robots_disallowed")``; robots.txt unreachable raises ``RateLimited`` (retried).
+        The dispatcher already spaced this host's dispatches by its interval; the slot (one request per
+        interval, atomic in Redis) only guards against tasks that run late and then close together. A
+        Crawl-delay longer than the interval is handed to the frontier for the host's next dispatches.
+        Raises ``Skip("robots_disallowed")``; robots.txt unreachable raises a transient error (retried).
         """
         delay = None
+        host = urlsplit(job.url).hostname or ""
         if self.robots is not None:
             allowed, delay = self.robots.check(job.url)
             if not allowed:
                 raise Skip("robots_disallowed", "robots.txt disallows this URL for our user agent")
+            if delay and self.politeness is not None and delay > self.politeness.interval:
+                self.state.frontier.set_host_interval(host, delay, self.robots.ttl)
         if self.politeness is None:
             return 0.0
-        host = urlsplit(job.url).hostname or ""
-        wait = self.politeness.acquire(host, delay)
-        if wait <= 0:
-            return 0.0
-        turn, _ = self.politeness.reserve(host, delay, self.max_politeness_wait, not_before=wait)
-        return max(turn, wait)
+        return self.politeness.acquire(host, delay)
 
-    def fetch_job(self, job: Job) -> dict[str, Any]:
-        """Fetch the page; returns the packed page for the process queue, or raises an IngestError."""
+    def fetch_job(self, job: Job) -> bytes:
+        """Fetch the page; returns it packed for the process stage, or raises an IngestError."""
         etag = last_modified = None
         if self.conditional_get:
             etag, last_modified = self.state.validators(job.id)
@@ -219,7 +228,7 @@ class Pipeline:
 
     def process_job(self, job: Job, page: dict[str, Any]) -> Outcome:
         """Extract, clean, dedupe, enrich and store a fetched page; returns its (unrecorded) outcome."""
-        fetched, fetched_at = unpack_page(page)
+        fetched, fetched_at = page_result(page)
         outcome = self.process_html(
             job, fetched.html, final_url=fetched.final_url, status=fetched.status, fetched_at=fetched_at
         )
@@ -254,17 +263,38 @@ class Pipeline:
         if dup.duplicate_of is not None:
             record["duplicate_of"], record["similarity"] = dup.duplicate_of, dup.similarity
             if self.keep_duplicates:
-                self.store.write(record)
+                self.write_once(job, record)
             return Outcome("duplicate", dup.reason, record)
-        self.store.write(record)
+        self.write_once(job, record)
         return Outcome("stored", "", record)
+
+    def write_once(self, job: Job, record: dict[str, Any]) -> None:
+        """Store the record once per claim, riding out a storage outage (outside any extraction limit).
+
+        Retried on ``StorageUnavailable`` for up to ``storage_retry_max`` seconds. A store that says where
+        a record goes (JSONL, S3) has that place noted in Redis before the bytes go out, so a task delivered
+        again after its worker died between the write and the terminal state finds the record there and
+        does not write it a second time. PostgreSQL upserts by id and needs no note.
+        """
+        holds = getattr(self.store, "holds", None)
+
+        def attempt() -> None:
+            if holds is None:
+                self.store.write(record)
+                return
+            where = self.state.written_at(job.id, job.token)
+            if where is not None and holds(where, record["id"]):
+                return  # an earlier delivery of this claim wrote it
+            self.store.write(record, before=lambda at: self.state.mark_written(job.id, job.token, str(at)))
+
+        retry_storage(attempt, max_wait=self.storage_retry_max)
 
     def finish(self, job: Job, outcome: Outcome, metrics: Sequence[Any] = ()) -> bool:
         """Record the terminal state once; False when a re-delivered task already did.
 
         ``metrics`` are ``ingest_core.state.observation_fields`` pairs (latencies, bytes), counted with it.
         """
-        return self.state.finish(
+        done = self.state.finish(
             job.id,
             job.token,
             outcome.state,
@@ -274,6 +304,8 @@ class Pipeline:
             detail=outcome.detail,
             metrics=metrics,
         )
+        self.state.forget_written(job.id)  # the write note of write_once has served once the URL ended
+        return done
 
     # -- in process, no broker ----------------------------------------------------------------------
 
@@ -292,7 +324,7 @@ class Pipeline:
         job = Job(url=canonical, id=claim.url_id, token=claim.token, batch=batch, source=source)
         try:
             time.sleep(self.admit(job))  # in process, waiting for the host's slot is all there is to do
-            outcome = self.process_job(job, self.fetch_job(job))
+            outcome = self.process_job(job, unpack_page(self.fetch_job(job)))
         except Terminal as t:
             outcome = t.outcome
         except Exception as exc:  # every fault ends as a recorded state, never a crash
@@ -320,7 +352,8 @@ def build_record(
         "status": status,
         "fetched_at": fetched_at,
         "title": doc.title,
-        "author": doc.author,
+        "author": "; ".join(doc.authors) if doc.authors else doc.author,
+        "authors": list(doc.authors),
         "published": doc.published,
         "language": None,
         "text": doc.text,
@@ -357,7 +390,9 @@ def time_limit(seconds: float) -> Iterator[None]:
     """Raise ``ExtractTimeout`` in this block after ``seconds`` (SIGALRM; main thread only, else no limit).
 
     Python code is interrupted at its next bytecode; a long C call (one lxml parse) finishes first.
-    An outer ``ITIMER_REAL`` is left alone: then this block runs without a limit of its own.
+    Libraries that catch the exception and go on (trafilatura logs "lxml parsing failed" and returns
+    nothing) cannot hide it: once the alarm has fired, the block ends in ``ExtractTimeout`` whatever it
+    returned or raised. An outer ``ITIMER_REAL`` is left alone: then this block runs without a limit.
     """
     if (
         seconds <= 0
@@ -367,19 +402,31 @@ def time_limit(seconds: float) -> Iterator[None]:
     ):
         yield
         return
+    fired = False
+    detail = f"over {seconds:g}s"
 
     def _expired(signum: int, frame: Any) -> None:
+        nonlocal fired
+        fired = True
         # fire again soon: library code that catches Exception must not swallow the limit for good
         signal.setitimer(signal.ITIMER_REAL, 0.25)
-        raise ExtractTimeout(detail=f"over {seconds:g}s")
+        raise ExtractTimeout(detail=detail)
 
     previous = signal.signal(signal.SIGALRM, _expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except ExtractTimeout:
+        raise
+    except Exception as exc:
+        if fired:  # the library turned our exception into its own
+            raise ExtractTimeout(detail=detail) from exc
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if fired:  # the library caught it and returned (typically nothing): the page still ran out of time
+        raise ExtractTimeout(detail=detail)
 
 
 def storage_from_settings(s: Settings) -> Storage:
@@ -389,19 +436,8 @@ def storage_from_settings(s: Settings) -> Storage:
         rotate_bytes=s.rotate_bytes,
         rotate_seconds=s.rotate_seconds,
         compress=s.storage_compress,
+        fsync=s.storage_fsync,
         table=s.storage_table,
         pool_size=s.storage_pool_size,
         spool_dir=str(Path(s.data_dir) / "spool"),
-    )
-
-
-def state_from_settings(s: Settings) -> StateStore:
-    """The shared-state store named by settings."""
-    return StateStore.from_url(
-        s.state_url,
-        prefix=s.key_prefix,
-        recrawl_ttl=s.recrawl_ttl,
-        batch_ttl=s.batch_ttl,
-        failures_max=s.failures_max,
-        redeliver_after=s.redeliver_after,
     )

@@ -1,4 +1,12 @@
-"""Celery tasks: thin wrappers that pass JSON primitives and call ``worker.runner.Pipeline``."""
+"""Celery tasks: thin wrappers that pass JSON primitives and call ``worker.runner.Pipeline``.
+
+``ingest.fetch`` gets a job the dispatcher leased from the frontier (``worker.dispatch``): it fetches the
+page, keeps it in Redis under a claim-check key and sends ``ingest.process`` the ids only. A transient fault
+goes back to the frontier with its backoff (no task waits, none is re-sent for politeness). Both tasks
+start by checking that they still hold the URL's lease generation, so a late or duplicated message does
+nothing. A URL that ends ``failed`` (or ``skipped``) raises ``URLEnded`` after its state is recorded, so
+Flower shows it in its failed column with the state, reason and URL.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ from functools import cache
 from typing import Any
 
 import redis
-from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, TimeLimitExceeded
 from celery.signals import (
     task_failure,
     worker_process_init,
@@ -21,11 +29,11 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 
 from ingest_core.errors import RateLimited, TransientError
-from ingest_core.state import StateStore, observation_fields
-from worker.celery_app import app, settings
+from ingest_core.state import observation_fields, state_from_settings
+from worker.celery_app import FETCH_QUEUE, PROCESS_QUEUE, app, settings
+from worker.dispatch import Dispatcher
 from worker.pipeline.enrich import Enricher
-from worker.reconcile import Reconciler
-from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, state_from_settings
+from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, unpack_page
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +68,6 @@ def through_outage(call: Any, *args: Any, **kwargs: Any) -> Any:
             delay = min(delay * 2, 5.0)
 
 
-def _retry_later(task: Any, exc: TransientError, state: StateStore, url_id: str) -> None:
-    """``task.retry`` with the publish error kept visible (Celery turns it into a drop-the-message Reject)."""
-    countdown = retry_delay(task.request.retries, exc)
-    state.touch(url_id, countdown)  # waiting on purpose: not a lost message
-    try:
-        task.retry(exc=exc, countdown=countdown)
-    except Reject as rej:
-        if isinstance(rej.reason, REDIS_DOWN):
-            raise rej.reason from None
-        raise
-
-
 @cache
 def pipeline() -> Pipeline:
     """One pipeline per process, built on first use (after the pool forks)."""
@@ -79,7 +75,12 @@ def pipeline() -> Pipeline:
 
 
 def retry_delay(retries: int, exc: TransientError) -> float:
-    """Exponential backoff with equal jitter, at least the server's Retry-After."""
+    """Exponential backoff with equal jitter, at least the server's Retry-After; a fault with its own
+    ``retry_delays`` (an unreachable host) uses those."""
+    own = getattr(exc, "retry_delays", None)
+    if own:
+        base = own[min(retries, len(own) - 1)]
+        return base / 2 + random.uniform(0, base / 2)
     ceiling = min(settings.retry_backoff_max, settings.retry_backoff * 2**retries)
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if isinstance(exc, RateLimited) and exc.retry_after:
@@ -87,25 +88,46 @@ def retry_delay(retries: int, exc: TransientError) -> float:
     return delay
 
 
-@app.task(name="ingest.fetch", bind=True, max_retries=settings.fetch_retries)
+def max_retries(exc: TransientError) -> int:
+    """How many times this fault is retried before the URL ends ``failed``."""
+    own = getattr(exc, "retry_delays", None)
+    return len(own) if own is not None else settings.fetch_retries
+
+
+class URLEnded(Exception):
+    """Raised after a URL's terminal state is recorded as failed or skipped: Flower's failed column."""
+
+
+# what a guard sleep may cost a fetch thread before the URL goes back to the frontier instead
+POLITENESS_SLEEP_MAX = 5.0
+
+
+@app.task(name="ingest.fetch", bind=True, throws=(URLEnded,))
 def fetch(self: Any, job: dict[str, Any]) -> str:
-    """Fetch one URL; hand the page to ``ingest.process`` or record why it ended here."""
+    """Fetch one leased URL; hand the page to ``ingest.process`` or record why it ended here."""
     p, j = pipeline(), Job.from_dict(job)
+    frontier = p.state.frontier
     started = time.monotonic()
-    if not through_outage(p.state.is_pending, j.id, j.token):
-        return "already_finished"  # a re-delivery whose first run ended the URL (its ack was lost)
-    through_outage(p.state.touch, j.id)
+    if not through_outage(frontier.start, job, settings.fetch_lease):
+        return "superseded"  # a newer dispatch holds the URL, or it ended (cancelled, a late copy)
     try:
         wait = through_outage(p.admit, j)
+        if wait > POLITENESS_SLEEP_MAX:
+            through_outage(frontier.retry_later, job, wait, j.attempts)
+            return "later"
         if wait > 0:
-            # the host's next slot is later: hand the URL back with a countdown instead of holding a thread
-            through_outage(p.state.touch, j.id, wait)
-            through_outage(fetch.apply_async, (j.to_dict(),), countdown=wait)
-            return "deferred"
+            time.sleep(wait)  # the dispatcher spaced the dispatches; this only evens out their lateness
+            wait = through_outage(p.admit, j)
+            if wait > 0:
+                through_outage(frontier.retry_later, job, wait, j.attempts)
+                return "later"
         page = through_outage(p.fetch_job, j)  # conditional GET reads validators from Redis
     except TransientError as exc:
-        if self.request.retries < self.max_retries:
-            through_outage(_retry_later, self, exc, p.state, j.id)
+        if j.attempts < max_retries(exc):
+            delay = retry_delay(j.attempts, exc)
+            if through_outage(frontier.retry_later, job, delay, j.attempts + 1):
+                return f"retry in {delay:.1f}s: {exc.reason} {j.url}"
+            return "superseded"
         outcome = outcome_for_error(exc)
     except Terminal as end:
         outcome = end.outcome
@@ -116,32 +138,59 @@ def fetch(self: Any, job: dict[str, Any]) -> str:
             log.exception("fetch of %s crashed", j.url)
         outcome = outcome_for_error(exc)
     else:
-        through_outage(process.apply_async, (j.to_dict(), page))
-        return "fetched"
+        if not through_outage(frontier.handoff, job, page):
+            return "superseded"
+        through_outage(_send_process, [job])
+        return f"fetched {j.url}"
     through_outage(p.finish, j, outcome, observation_fields(fetch_seconds=time.monotonic() - started))
-    return outcome.state
+    return _ended(outcome, j)
+
+
+def _ended(outcome: Outcome, job: Job) -> str:
+    """The task's result: the outcome as text; failed and skipped raise so Flower counts them failed."""
+    text = f"{outcome.state}{':' + outcome.reason if outcome.reason else ''} {job.url}"
+    if outcome.state in ("failed", "skipped"):
+        raise URLEnded(text + (f" ({outcome.detail[:200]})" if outcome.detail else ""))
+    return text
+
+
+def _send_process(jobs: list[dict[str, Any]]) -> None:
+    for job in jobs:
+        process.apply_async((job,), queue=PROCESS_QUEUE, argsrepr=f"({job['url']!r},)")
+
+
+def _send_fetch(jobs: list[dict[str, Any]]) -> None:
+    with app.producer_or_acquire() as producer:
+        for job in jobs:
+            fetch.apply_async((job,), queue=FETCH_QUEUE, producer=producer, argsrepr=f"({job['url']!r},)")
 
 
 @app.task(
     name="ingest.process",
     bind=True,
-    soft_time_limit=settings.extract_timeout,
-    time_limit=settings.extract_timeout + 15,
+    throws=(URLEnded,),
+    # no soft limit over the whole task: extraction has its own in-process limit (runner.time_limit), and a
+    # record write riding out a storage outage (up to INGEST_STORAGE_RETRY_MAX) is not a slow extraction;
+    # the hard limit is only a backstop for a child stuck in C code
+    time_limit=settings.extract_timeout + settings.storage_retry_max + 60,
 )
-def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
+def process(self: Any, job: dict[str, Any]) -> str:
     """Extract, clean, dedupe, enrich and store one fetched page, then record its terminal state."""
     p, j = pipeline(), Job.from_dict(job)
+    frontier = p.state.frontier
     started = time.monotonic()
-    if not through_outage(p.state.is_pending, j.id, j.token):
-        return "already_finished"  # re-delivered after it ended: storing it again would write it twice
-    through_outage(p.state.touch, j.id)
+    if not through_outage(frontier.start, job, settings.process_lease):
+        return "superseded"  # re-delivered after it ended, or a newer generation holds it
+    blob = through_outage(frontier.page, j.id)
+    if blob is None:  # its claim check expired: fetch the page again
+        through_outage(frontier.retry_later, job, None, j.attempts)
+        return f"page gone, fetching again {j.url}"
+    page = unpack_page(blob)
     try:
         # a Redis error mid-way (content dedupe) re-runs the stage: nothing is stored before dedupe
         outcome = through_outage(p.process_job, j, page)
     except Reject:
         raise
-    except SoftTimeLimitExceeded:
-        outcome = Outcome("failed", "extract_timeout", detail=f"over {settings.extract_timeout}s")
     except Exception as exc:
         if not hasattr(exc, "reason"):
             log.exception("processing of %s crashed", j.url)
@@ -153,7 +202,7 @@ def process(self: Any, job: dict[str, Any], page: dict[str, Any]) -> str:
         fetched_bytes=page.get("nbytes"),
     )
     through_outage(p.finish, j, outcome, metrics)
-    return outcome.state
+    return _ended(outcome, j)
 
 
 @worker_process_init.connect
@@ -187,27 +236,36 @@ def _publish_open_parts(**_: Any) -> None:
         pipeline().store.close()
 
 
-_sweeper_stop = threading.Event()
+_dispatch_stop = threading.Event()
 
 
 @worker_ready.connect
-def _start_sweeper(**_: Any) -> None:
-    # every worker runs one; a lock in Redis lets one sweep per interval across the whole fleet
+def _start_dispatcher(sender: Any = None, **_: Any) -> None:
+    # every worker that consumes the fetch queue runs one dispatcher thread; they share the frontier safely
     from worker.ops.queues import queue_depths
 
+    consumer = getattr(sender, "consumer", None)
+    queues = {q.name for q in getattr(getattr(consumer, "task_consumer", None), "queues", [])}
+    if queues and FETCH_QUEUE not in queues:
+        return
     broker = app.conf.broker_url
 
-    def depth() -> int:
-        return sum(n for q, n in queue_depths(broker).items() if q in ("fetch", "process"))
+    def depth(name: str) -> int:
+        return int(queue_depths(broker).get(name, 0) or 0)
 
-    def send(job: dict[str, Any]) -> None:
-        fetch.apply_async((job,))
-
-    interval = max(1.0, min(60.0, settings.redeliver_after / 4))
-    sweeper = Reconciler(_state(), send, depth, interval=interval)
-    threading.Thread(target=sweeper.run, args=(_sweeper_stop,), name="reconcile", daemon=True).start()
+    concurrency = int(getattr(sender, "concurrency", 0) or settings.fetch_concurrency)
+    dispatcher = Dispatcher(
+        _state().frontier,
+        worker=str(getattr(sender, "hostname", "") or f"worker-{id(sender)}"),
+        concurrency=concurrency,
+        publish_fetch=_send_fetch,
+        publish_process=_send_process,
+        queue_depth=depth,
+        process_queue_max=settings.process_queue_max,
+    )
+    threading.Thread(target=dispatcher.run, args=(_dispatch_stop,), name="dispatch", daemon=True).start()
 
 
 @worker_shutdown.connect
-def _stop_sweeper(**_: Any) -> None:
-    _sweeper_stop.set()
+def _stop_dispatcher(**_: Any) -> None:
+    _dispatch_stop.set()

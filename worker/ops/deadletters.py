@@ -12,13 +12,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import redis
-from kombu.exceptions import OperationalError
 
-from ingest_core.state import Claim, StateStore
+from ingest_core.state import StateStore
 
 CHUNK_SIZE = 1000
 """Dead letters claimed and sent per round trip."""
@@ -34,39 +33,27 @@ class RetryResult:
     """Dead letters that were no longer failed when claimed (retried or resubmitted meanwhile)."""
 
 
-def retry_failed(
-    state: StateStore, app: Any, *, reason: str | None = None, limit: int | None = None
-) -> RetryResult:
-    """Queue failed URLs (optionally of one reason) again as ``ingest.fetch`` tasks, in a new batch."""
-    from producers import BrokerUnavailable, check_broker
+def retry_failed(state: StateStore, *, reason: str | None = None, limit: int | None = None) -> RetryResult:
+    """Queue failed URLs (optionally of one reason) into the frontier again, in a new batch."""
+    from producers import BrokerUnavailable, check_state
 
-    check_broker(app)
+    check_state(state)
     letters = state.dead_letters(reason=reason, limit=limit)
     result = RetryResult(batch=f"retry-{uuid.uuid4().hex}")
-    with app.producer_or_acquire() as producer:
-        for start in range(0, len(letters), CHUNK_SIZE):
-            chunk = letters[start : start + CHUNK_SIZE]
-            claims = state.claim_failed([e["id"] for e in chunk], batch=result.batch)
-            pairs = zip(claims, chunk, strict=True)
-            sent: list[tuple[Claim, dict[str, Any]]] = [(c, e) for c, e in pairs if c]
-            result.skipped += len(chunk) - len(sent)
-            for i, (claim, entry) in enumerate(sent):
-                job = {
-                    "url": entry["url"],
-                    "id": claim.url_id,
-                    "token": claim.token,
-                    "batch": result.batch,
-                    "source": "retry",
-                    "hints": {},
-                }
-                try:
-                    state.track([job])
-                    app.send_task("ingest.fetch", args=[job], producer=producer, queue="fetch")
-                except (OperationalError, OSError, redis.RedisError) as exc:
-                    state.release_failed([c for c, _ in sent[i:]], batch=result.batch)
-                    state.untrack([c.url_id for c, _ in sent[i:]])
-                    raise BrokerUnavailable(f"broker lost while re-queueing: {exc}") from exc
-                result.requeued += 1
+    for start in range(0, len(letters), CHUNK_SIZE):
+        chunk = letters[start : start + CHUNK_SIZE]
+        jobs = [
+            {"url": e["url"], "id": e["id"], "host": urlsplit(e["url"]).hostname or "", "source": "retry"}
+            for e in chunk
+        ]
+        try:
+            done = state.frontier.enqueue(
+                jobs, batch=result.batch, retry_failed=True, batch_ttl=state.batch_ttl
+            )
+        except (OSError, redis.RedisError) as exc:
+            raise BrokerUnavailable(f"state store lost while re-queueing: {exc}") from exc
+        result.requeued += len(done.accepted)
+        result.skipped += len(chunk) - len(done.accepted)
     return result
 
 
@@ -74,12 +61,10 @@ def retry_failed(
 
 
 def _state(ctx: click.Context) -> StateStore:
-    from worker.cli import _use_broker
-    from worker.runner import state_from_settings
+    from ingest_core.cliutil import broker_settings
+    from ingest_core.state import state_from_settings
 
-    settings = ctx.obj["settings"]
-    url, _ = _use_broker(settings, start=False)
-    return state_from_settings(settings.replace(broker_url=url))
+    return state_from_settings(broker_settings(ctx))
 
 
 def print_dead_letters(ctx: click.Context, reason: str | None, limit: int, as_json: bool) -> None:
@@ -101,11 +86,10 @@ def print_dead_letters(ctx: click.Context, reason: str | None, limit: int, as_js
 def retry_failed_command(ctx: click.Context, reason: str | None, limit: int | None, as_json: bool) -> None:
     """Re-queue failed URLs (dead letters); they leave ``failed`` and end in a new terminal state."""
     from producers import BrokerUnavailable
-    from worker.celery_app import app
 
     state = _state(ctx)
     try:
-        result = retry_failed(state, app, reason=reason, limit=limit)
+        result = retry_failed(state, reason=reason, limit=limit)
     except BrokerUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(3) from None

@@ -50,7 +50,7 @@ def flower_argv(
 @click.pass_context
 def flower_command(ctx: click.Context, address: str | None, port: int | None, db: str | None) -> None:
     """Start Flower on our app (tasks, workers, /api, /metrics); basic auth: INGEST_FLOWER_BASIC_AUTH."""
-    from worker.cli import _use_broker
+    from ingest_core.cliutil import broker_settings
 
     settings = ctx.obj["settings"]
     try:
@@ -62,7 +62,7 @@ def flower_command(ctx: click.Context, address: str | None, port: int | None, db
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    _use_broker(settings, start=False)  # the app module reads INGEST_BROKER_URL, resolved here
+    broker_settings(ctx)  # the app module reads INGEST_BROKER_URL, resolved (or started) here
     protect_metrics()
     from worker.celery_app import app
 

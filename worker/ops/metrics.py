@@ -190,8 +190,8 @@ def metrics_command(ctx: click.Context, address: str | None, port: int | None) -
 
     Basic auth from INGEST_METRICS_BASIC_AUTH (user:password) when set; required off loopback.
     """
-    from worker.cli import _use_broker
-    from worker.runner import state_from_settings
+    from ingest_core.cliutil import broker_settings
+    from ingest_core.state import state_from_settings
 
     settings = ctx.obj["settings"]
     address = address or settings.metrics_address
@@ -201,8 +201,9 @@ def metrics_command(ctx: click.Context, address: str | None, port: int | None) -
             f"metrics on {address or 'all addresses'} need INGEST_METRICS_BASIC_AUTH=user:password "
             "(or bind them to 127.0.0.1)"
         )
-    url, _ = _use_broker(settings, start=False)
-    state = state_from_settings(settings.replace(broker_url=url))
+    settings = broker_settings(ctx)
+    url = settings.broker_url
+    state = state_from_settings(settings)
     try:
         server = serve(state, url, address=address, port=port, credentials=settings.metrics_basic_auth)
     except (OSError, ValueError) as exc:

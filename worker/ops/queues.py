@@ -38,3 +38,17 @@ def queue_depths(broker_url: str, queues: Sequence[str] = QUEUES, timeout: float
                     out[q] = 0
         return out
     return {}
+
+
+def purge_queues(broker_url: str, queues: Sequence[str] = QUEUES) -> int:
+    """Drop every ready message of our queues (after ``ingest cancel --all``); returns how many."""
+    from kombu import Connection
+
+    n = 0
+    with Connection(broker_url, connect_timeout=5) as conn:
+        for q in queues:
+            try:
+                n += conn.default_channel.queue_purge(q) or 0
+            except conn.channel_errors:
+                pass
+    return n
