@@ -8,8 +8,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 2
-"""Version of the record layout; bumped on any incompatible change (v2: enrichment and near-duplicates)."""
+SCHEMA_VERSION = 3
+"""Version of the record layout; bumped on any incompatible change (v2: enrichment and near-duplicates;
+v3: ``authors`` list, headline without site name, dates with their time and offset)."""
 
 
 @cache

@@ -2,8 +2,8 @@
 
 Sets ``language``/``language_score`` (py3langid), ``word_count``, ``reading_time_minutes``, ``lead``,
 ``domain``/``registered_domain`` (tldextract's bundled public suffix list), ``canonical_url``,
-``published``/``modified`` as ISO 8601 (never after the fetch), ``content_hash`` and
-``near_dup_signature`` (base64 of the 128-byte MinHash the dedupe stage compares).
+``published``/``modified`` as ISO 8601 with the page's time and offset (never after the fetch),
+``content_hash`` and ``near_dup_signature`` (base64 of the 128-byte MinHash the dedupe stage compares).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class Enricher:
-    """Adds the computed fields of schema v2 to a record dict (see the module docstring)."""
+    """Adds the computed fields of the record schema to a record dict (see the module docstring)."""
 
     def __init__(self, *, language_sample_chars: int = 4000, min_language_score: float = 0.5) -> None:
         if language_sample_chars < 100:
@@ -124,9 +124,11 @@ def registered_domain(host: str) -> str | None:
 
 
 def iso_date(value: Any, *, not_after: datetime) -> str | None:
-    """``value`` (ISO 8601, RFC 2822 or a date) as ISO 8601: a date as ``YYYY-MM-DD``, a time in UTC ``Z``.
+    """``value`` (ISO 8601, RFC 2822 or a date) as ISO 8601, as precise as the page gave it.
 
-    None when unparseable or later than ``not_after`` (a date-only value gets ``DATE_SLACK``).
+    A date stays ``YYYY-MM-DD``; a time keeps its offset (``Z`` for UTC, ``+01:00``...), and a time
+    given without an offset is written without one. None when unparseable or later than ``not_after``
+    (a date-only value, or a time without an offset, gets ``DATE_SLACK``).
     """
     if not isinstance(value, str) or not value.strip():
         return None
@@ -137,22 +139,55 @@ def iso_date(value: Any, *, not_after: datetime) -> str | None:
         except ValueError:
             return None
         return value if day <= not_after + DATE_SLACK else None
-    parsed = _parse_date(value)
-    if parsed is None or parsed > not_after + timedelta(minutes=5):
+    parsed = _parse_local(value)
+    if parsed is None:
+        day = _human_date(value, not_after)  # "June 12, 2018", "12. März 2019": a day, no time
+        return (
+            day if day and datetime.fromisoformat(day).replace(tzinfo=UTC) <= not_after + DATE_SLACK else None
+        )
+    if parsed.tzinfo is None:
+        if parsed.replace(tzinfo=UTC) > not_after + DATE_SLACK:
+            return None
+        if ":" not in value and (parsed.hour, parsed.minute, parsed.second) == (0, 0, 0):
+            return parsed.date().isoformat()  # "20190221" is a date, not midnight
+        return parsed.isoformat(timespec="seconds")
+    try:
+        if parsed.astimezone(UTC) > not_after + timedelta(minutes=5):
+            return None
+    except (OverflowError, ValueError):
         return None
     return parsed.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _human_date(value: str, not_after: datetime) -> str | None:
+    from htmldate.extractors import try_date_expr
+
+    if len(value) > 80:
+        return None
+    try:
+        return try_date_expr(value, "%Y-%m-%d", True, datetime(1995, 1, 1), not_after.replace(tzinfo=None))
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _parse_local(value: str) -> datetime | None:
+    """``value`` as a datetime in its own offset (naive when it gives none)."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _parse_date(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
+    parsed = _parse_local(value.strip())
+    if parsed is None:
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:

@@ -9,10 +9,14 @@ lists of normalised keys (see ``line_key``); the cleaner consumes and removes th
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import trafilatura
 from lxml import etree
+
+from worker.pipeline.decode import check_text
+from worker.pipeline.metadata import read_metadata
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 """Pages larger than this are cut to this many bytes before parsing: bounds memory and CPU per task."""
@@ -104,6 +108,7 @@ class Extracted:
     modified: str | None = None
     canonical_url: str | None = None
     categories: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
 
 
 class Extractor:
@@ -124,73 +129,48 @@ class Extractor:
         self.options = {**TRAFILATURA_OPTIONS, **options}
 
     def extract(self, html: str | bytes, url: str | None = None) -> Extracted | None:
-        """Extract main text and metadata from ``html``; None when the page has no main text."""
+        """Extract main text and metadata from ``html``; None when the page has no main text.
+
+        Raises ``Skip("not_html")`` / ``Skip("decode_error")`` for text that is mostly unprintable or
+        replacement characters (``decode.check_text``): random bytes must not become a record.
+        """
         html = _cap_size(html, self.max_bytes)
         if not html or not html.strip():
             return None
+        if isinstance(html, str):
+            check_text(html)
         try:
             tree = trafilatura.load_html(html)
         except (TypeError, ValueError):
             return None
         if tree is None:
             return None
-        # bare_extraction works on its own copy when given a tree, so ours stays intact for the hints
-        doc = trafilatura.bare_extraction(tree, url=url, with_metadata=True, **self.options)
+        # bare_extraction works on its own copy when given a tree, so ours stays intact for the hints;
+        # metadata is ours (worker.pipeline.metadata): trafilatura's costs more than its extraction
+        doc = trafilatura.bare_extraction(tree, url=url, with_metadata=False, **self.options)
         if doc is None or not (doc.text or "").strip():
             return None
+        meta = read_metadata(tree, url)
         extra = {}
         if self.hints:
             extra[HINTS_KEY] = page_hints(tree)
             # section headings as trafilatura kept them: the cleaner scopes duplicate detection by section
             extra[HINTS_KEY]["headings"] = [line_key("".join(h.itertext())) for h in doc.body.iter("head")]
         return Extracted(
-            text=doc.text,
-            title=_clean_meta(doc.title),
-            author=_clean_meta(doc.author),
-            published=_clean_meta(doc.date),
-            description=_clean_meta(doc.description),
-            sitename=_clean_meta(doc.sitename),
-            image=_clean_meta(doc.image),
-            tags=_split_tags(doc.tags),
+            text=unicodedata.normalize("NFC", doc.text),
+            title=meta.title,
+            author="; ".join(meta.authors) or None,
+            authors=meta.authors,
+            published=meta.published,
+            description=meta.description,
+            sitename=meta.sitename,
+            image=meta.image,
+            tags=meta.tags,
             extra=extra,
-            modified=modified_date(tree),
-            canonical_url=_clean_meta(doc.url),  # trafilatura: canonical link, og:url, else ``url``
-            categories=_split_tags(doc.categories),
+            modified=meta.modified,
+            canonical_url=meta.canonical_url,
+            categories=meta.categories,
         )
-
-
-_MODIFIED_META = frozenset(
-    {
-        "article:modified_time",
-        "og:updated_time",
-        "datemodified",
-        "dcterms.modified",
-        "last-modified",
-        "modified",
-        "revised",
-    }
-)
-_JSONLD_MODIFIED = re.compile(r'"dateModified"\s*:\s*"([^"]{4,40})"')
-
-
-def modified_date(tree: etree._Element) -> str | None:
-    """The page's last-modified date as declared in ``<head>`` (meta tags, JSON-LD), raw; None if absent.
-
-    Only ``<head>`` is read: a few dozen elements, not another walk over the whole page.
-    """
-    head = tree.find("head")
-    if head is None:
-        return None
-    found = None
-    for el in head:
-        if el.tag == "meta":
-            name = el.get("property") or el.get("name") or el.get("itemprop") or el.get("http-equiv") or ""
-            if name.lower() in _MODIFIED_META and el.get("content"):
-                return _clean_meta(el.get("content"))
-        elif el.tag == "script" and found is None and el.get("type") == "application/ld+json" and el.text:
-            match = _JSONLD_MODIFIED.search(el.text)
-            found = match and match.group(1)
-    return _clean_meta(found)
 
 
 def page_hints(tree: etree._Element) -> dict[str, list[str]]:
@@ -262,28 +242,3 @@ def _cap_size(html: str | bytes, max_bytes: int) -> str | bytes:
     if len(data) <= max_bytes:
         return html
     return data[:max_bytes].decode("utf-8", errors="ignore")
-
-
-def _clean_meta(value: str | None) -> str | None:
-    if not value:
-        return None
-    value = " ".join(str(value).split())
-    return value or None
-
-
-_TAG_SPLIT = re.compile(r"\s*[,;]\s*")
-
-
-def _split_tags(tags: list[str] | str | None) -> list[str]:
-    # trafilatura returns keywords as one comma-joined string per source meta tag
-    if not tags:
-        return []
-    if isinstance(tags, str):
-        tags = [tags]
-    out: list[str] = []
-    for item in tags:
-        for tag in _TAG_SPLIT.split(item or ""):
-            tag = " ".join(tag.split())
-            if tag and tag not in out:
-                out.append(tag)
-    return out

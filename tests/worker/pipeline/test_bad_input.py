@@ -2,6 +2,8 @@
 
 import json
 import os
+import random
+import signal
 import threading
 import time
 import uuid
@@ -10,11 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jsonschema
 import pytest
+import trafilatura.utils
 
 from ingest_core.settings import Settings
 from tests.conftest import Workers, ingest
 from worker.record import record_schema
-from worker.runner import Pipeline
+from worker.runner import ExtractTimeout, Pipeline, time_limit
 
 ARTICLE = "<html><head><title>{title}</title></head><body><article>{body}</article></body></html>"
 JA = "".join(
@@ -84,6 +87,11 @@ def _pages() -> dict[str, tuple[bytes, str]]:
             html,
         ),
         "/binary": (bytes((i * 7919 + 13) % 256 for i in range(200_000)), html),
+        "/noise": (
+            ARTICLE.format(title="Noise", body="<p>" + "harbour council " * 60 + "</p>").encode()[:1024]
+            + random.Random(11).randbytes(60_000).replace(b"\x00", b"\x01"),  # no NUL: passes the sniff
+            "text/html",
+        ),
         "/slow": (
             (
                 "<html><body><table>"
@@ -191,6 +199,43 @@ def test_in_process_time_limit_fails_a_slow_page_and_the_next_page_is_stored(pip
     assert (slow.state, slow.reason) == ("failed", "extract_timeout")
     assert pipeline.state.dead_letters()[0]["reason"] == "extract_timeout"
     assert pipeline.run_one(bad_server + "/fine").state == "stored"
+
+
+def test_a_time_limit_the_parser_catches_still_fails_the_page(pipeline, bad_server, monkeypatch):
+    """The alarm going off inside trafilatura's parser (which catches it and goes on) ends the page
+    failed:extract_timeout, not skipped:no_text or stored; the alarm is raised by hand, not by the clock."""
+    real = trafilatura.utils.fromstring
+
+    def alarm_then_parse(*args, **kwargs):
+        signal.raise_signal(signal.SIGALRM)  # the limit runs out right here, whatever the machine's speed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trafilatura.utils, "fromstring", alarm_then_parse)
+    pipeline.extract_timeout = 60.0
+    outcome = pipeline.run_one(bad_server + "/fine")
+    assert (outcome.state, outcome.reason) == ("failed", "extract_timeout"), outcome
+    monkeypatch.setattr(trafilatura.utils, "fromstring", real)
+    assert pipeline.run_one(bad_server + "/fine", force=True).state == "stored"
+
+
+def test_time_limit_raises_after_a_block_that_swallowed_it():
+    """A block that catches the ExtractTimeout and returns normally still leaves by ExtractTimeout."""
+    with pytest.raises(ExtractTimeout):
+        with time_limit(60.0):
+            try:
+                signal.raise_signal(signal.SIGALRM)
+            except Exception:
+                pass
+    with time_limit(60.0):  # a block that finishes in time raises nothing
+        pass
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # and leaves no alarm behind
+
+
+def test_random_bytes_behind_an_html_start_are_skipped_not_stored(pipeline, bad_server):
+    """A body of random bytes after an HTML-looking first kilobyte ends skipped:not_html (or decode_error)."""
+    outcome = pipeline.run_one(bad_server + "/noise")
+    assert outcome.state == "skipped", outcome
+    assert outcome.reason in ("not_html", "decode_error")
 
 
 def test_prefork_worker_fails_a_slow_page_on_its_time_limit_and_goes_on(ingest_env, bad_server, tmp_path):

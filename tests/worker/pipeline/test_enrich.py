@@ -30,7 +30,8 @@ RICH_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta property="article:published_time" content="2026-03-04T08:00:00Z">
 <meta property="article:modified_time" content="2026-03-05T09:30:00+01:00">
 <meta property="article:section" content="Local">
-<meta property="article:tag" content="ferries, council">
+<meta property="article:tag" content="ferries">
+<meta property="article:tag" content="council">
 <link rel="canonical" href="https://news.harbour.co.uk/local/ferry-plan">
 </head><body><nav><a href="/">Home</a></nav><article><h1>Ferry plan approved</h1>
 <p>Harbour council approved the new ferry plan on Tuesday after a debate that lasted late into the night.</p>
@@ -86,14 +87,14 @@ def test_author_from_page_metadata(record):
     assert record["author"] == "Ana Moreau"
 
 
-def test_published_is_iso_date(record):
-    """published is the article:published_time, as an ISO 8601 date."""
-    assert record["published"] == "2026-03-04"
+def test_published_keeps_the_pages_time(record):
+    """published is the article:published_time with its time and offset (UTC written Z)."""
+    assert record["published"] == "2026-03-04T08:00:00Z"
 
 
-def test_modified_is_iso_datetime_in_utc(record):
-    """modified is the article:modified_time converted to UTC with a Z."""
-    assert record["modified"] == "2026-03-05T08:30:00Z"
+def test_modified_keeps_the_pages_offset(record):
+    """modified is the article:modified_time as given, its +01:00 offset kept."""
+    assert record["modified"] == "2026-03-05T09:30:00+01:00"
 
 
 def test_sitename_description_image(record):
@@ -104,7 +105,7 @@ def test_sitename_description_image(record):
 
 
 def test_categories_and_tags(record):
-    """article:section gives categories; article:tag gives tags, split on commas."""
+    """article:section gives categories; each article:tag element gives one tag."""
     assert record["categories"] == ["Local"]
     assert record["tags"] == ["ferries", "council"]
 
@@ -176,10 +177,18 @@ def test_future_dates_are_dropped():
 
 
 def test_dates_in_other_formats_become_iso():
-    """RFC 2822 and offset times become UTC ISO 8601; garbage becomes None."""
+    """RFC 2822, offset times, compact and written-out dates become ISO 8601 as precise as given."""
     assert iso_date("Tue, 03 Mar 2026 10:00:00 GMT", not_after=NOW) == "2026-03-03T10:00:00Z"
-    assert iso_date("2026-03-03T10:00:00-05:00", not_after=NOW) == "2026-03-03T15:00:00Z"
+    assert iso_date("2026-03-03T10:00:00-05:00", not_after=NOW) == "2026-03-03T10:00:00-05:00"
+    assert iso_date("2026-03-03T10:00:00", not_after=NOW) == "2026-03-03T10:00:00"  # no offset given
+    assert iso_date("20260303", not_after=NOW) == "2026-03-03"
+    assert iso_date("March 3, 2026", not_after=NOW) == "2026-03-03"
     assert iso_date("last week", not_after=NOW) is None
+
+
+def test_an_offset_time_after_the_fetch_is_dropped_even_if_its_local_clock_reads_earlier():
+    """11:30-05:00 is 16:30 UTC, after a 12:00 UTC fetch: dropped, though 11:30 reads earlier."""
+    assert iso_date("2026-03-10T11:30:00-05:00", not_after=NOW) is None
 
 
 def test_modified_from_json_ld():

@@ -32,7 +32,7 @@ def test_extracts_metadata(article):
     """Title, author, ISO date, site name, image and description come from the page's metadata."""
     assert article.title == "Harbour town votes to rebuild its flooded sea wall"
     assert article.author == "Maria Jensen"
-    assert article.published == "2021-07-07"
+    assert article.published == "2021-07-07T09:30:00Z"  # the time and offset as the page gives them
     assert article.sitename == "Coastline Courier"
     assert article.image == "https://courier.example/img/wall.jpg"
     assert article.description.startswith("Councillors backed a twelve million pound plan")
