@@ -65,3 +65,16 @@ def test_spool_of_a_killed_writer_is_uploaded_when_the_next_store_opens(s3_bucke
     store = S3Storage(f"s3://{s3_bucket}/k", spool_dir=tmp_path)
     assert [r["id"] for r in store.read()] == [f"{0:032x}", f"{1:032x}"]
     store.close()
+
+
+def test_a_record_is_found_where_it_was_written_in_the_spool_and_after_upload(s3_bucket, tmp_path):
+    """holds() finds a record at its noted location while spooled and once uploaded (spool emptied), so a
+    re-delivered task does not write it into S3 twice; another id at that place is not found."""
+    store = S3Storage(f"s3://{s3_bucket}/once", spool_dir=tmp_path, rotate_seconds=3600)
+    store.write(make_record(1))
+    where = str(store.write(make_record(2)))
+    assert store.holds(where, f"{2:032x}")
+    store.close()
+    assert not [p for p in tmp_path.rglob("part-*") if p.is_file()]  # only S3 has it now
+    assert store.holds(where, f"{2:032x}")
+    assert not store.holds(where, f"{1:032x}")
