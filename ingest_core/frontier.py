@@ -146,10 +146,16 @@ for i = 7, #ARGV, 3 do
     local old = redis.call('HGET', P .. ':adopt', id)
     local job0 = job_of(id)
     local listed = old and string.find(' ' .. old .. ' ', ' ' .. batch .. ' ', 1, true)
-    if job0 and job0['batch'] ~= batch and not listed then
+    local mine = job0 and (job0['batch'] == batch or listed)
+    if job0 and not mine then
       redis.call('HSET', P .. ':adopt', id, old and (old .. ' ' .. batch) or batch)
     end
-    if force then
+    if mine then
+      -- this batch already waits for it (a repeat in a later chunk): a duplicate, or it would be counted
+      -- submitted twice and ended once, and the batch would never finish
+      out[#out + 1] = false
+      dup = dup + 1
+    elseif force then
       -- queued again with a new token: whatever task holds the old one ends without counting
       clear(id)
       local token = string.format('%.6f', now) .. '.' .. n
@@ -166,7 +172,7 @@ for i = 7, #ARGV, 3 do
     else
       out[#out + 1] = 'p'
     end
-    adopted = adopted + 1
+    if not mine then adopted = adopted + 1 end
   else
     out[#out + 1] = false
     if not retry then dup = dup + 1 end

@@ -1,7 +1,8 @@
 import threading
 
 from ingest_core.canonical import url_id
-from ingest_core.state import StateStore, release, summarize
+from ingest_core.frontier import Frontier
+from ingest_core.state import StateStore, summarize
 
 
 def _ids(n: int, tag: str = "") -> list[str]:
@@ -77,13 +78,49 @@ def test_counts_add_up_to_submitted(redis_client):
     assert s["skipped_reasons"] == {"not_html": 1, "unsupported_scheme": 3}
 
 
-def test_release_undoes_unsent_claims(redis_client):
-    """Claims whose tasks were never sent are released: the URLs are claimable and not counted."""
+def _jobs(n: int, host: str = "example.com") -> list[dict]:
+    return [
+        {"url": f"https://{host}/{i}", "id": url_id(f"https://{host}/{i}"), "host": host, "source": "t"}
+        for i in range(n)
+    ]
+
+
+def test_finish_removes_the_urls_frontier_state(redis_client):
+    """A URL that ends leaves nothing in the frontier: job, stage, lease, page and its waiting count."""
+    frontier = Frontier(redis_client, prefix="fs", host_interval=0)
+    state = StateStore(redis_client, prefix="fs", frontier=frontier)
+    frontier.enqueue(_jobs(2), batch="b")
+    [job], _ = frontier.dispatch(budget=1, capacity=10)
+    assert frontier.handoff(job, b"<html>page</html>")
+    waiting = next(j for j in frontier.pending_ids() if j != job["id"])
+    waiting_token = redis_client.hget("fs:urls", bytes.fromhex(waiting)).decode()[2:]
+    assert state.finish(job["id"], job["token"], "stored", batch="b")
+    assert state.finish(waiting, waiting_token, "skipped", "not_html", batch="b")
+    assert redis_client.hlen("fs:jobs") == 0 and redis_client.hlen("fs:stage") == 0
+    assert frontier.page(job["id"]) is None
+    stats = frontier.stats()
+    assert (stats["waiting"], stats["fetching"], stats["processing"], stats["retrying"]) == (0, 0, 0, 0)
+    assert frontier.pending_ids() == []
+
+
+def test_count_duplicates_counts_submitted_and_seen_url(redis_client):
+    """Repeats dropped before the frontier count as submitted and duplicate:seen_url, fleet and batch."""
     state = StateStore(redis_client)
-    claims = state.claim(_ids(4), batch="b")
-    assert release(state, claims[2:], batch="b") == 2
-    assert state.counters("b")["submitted"] == 2
-    assert state.claim([c.url_id for c in claims], batch="c")[2:] != [None, None]
+    state.count_duplicates(3, batch="b")
+    for counters in (state.counters(), state.counters("b")):
+        s = summarize(counters)
+        assert (s["submitted"], s["duplicate"], s["pending"]) == (3, 3, 0)
+        assert s["duplicate_reasons"] == {"seen_url": 3}
+
+
+def test_failures_can_be_read_for_one_batch(redis_client):
+    """failures(batch=...) gives that batch's skipped/failed events only, newest first."""
+    state = StateStore(redis_client)
+    state.reject(1, "unsupported_scheme", batch="a", urls=["ftp://a"])
+    state.reject(2, "invalid_url", batch="b", urls=["x1", "x2"])
+    state.reject(1, "empty_url", batch="a", urls=[""])
+    assert [e["reason"] for e in state.failures(batch="a")] == ["empty_url", "unsupported_scheme"]
+    assert [e["url"] for e in state.failures(batch="b", count=1)] == ["x2"]
 
 
 def test_content_owner_is_the_first_registrant(redis_client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 import uuid
@@ -12,10 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
-from celery import Celery
-from kombu import Exchange, Queue
 
 from ingest_core.fetch import Fetcher
+from ingest_core.frontier import Frontier
 from ingest_core.state import StateStore
 
 
@@ -138,33 +138,21 @@ def state(redis_client: redis.Redis) -> StateStore:
     return StateStore(redis_client, prefix=f"t{uuid.uuid4().hex[:6]}")
 
 
-@pytest.fixture
-def celery_app(redis_url: str) -> Iterator[Celery]:
-    """A Celery app on the test Redis configured like ``worker.celery_app`` (queues, sent events)."""
-    app = Celery("ingest-test", broker=redis_url)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        task_queues=[
-            Queue("fetch", Exchange("fetch", type="direct"), routing_key="fetch"),
-            Queue("process", Exchange("process", type="direct"), routing_key="process"),
-        ],
-        task_default_queue="fetch",
-        task_send_sent_event=True,
-        broker_connection_retry_on_startup=True,
-    )
-    yield app
-    app.close()
-
-
-def queued_jobs(client: redis.Redis, queue: str = "fetch") -> list[dict]:
-    """The ``ingest.fetch`` job dicts waiting on a queue (kombu's Redis message format, read only)."""
-    import base64
-    import json
-
+def frontier_jobs(client: redis.Redis, prefix: str) -> list[dict]:
+    """The jobs pending in the frontier (``<prefix>:jobs``), each with its claim token (``<prefix>:urls``)."""
     jobs = []
-    for raw in client.lrange(queue, 0, -1):
-        message = json.loads(raw)
-        body = json.loads(base64.b64decode(message["body"]))
-        jobs.append(body[0][0])
+    for raw_id, raw in client.hgetall(f"{prefix}:jobs").items():
+        job = json.loads(raw)
+        job["token"] = client.hget(f"{prefix}:urls", raw_id).decode().removeprefix("q:")
+        jobs.append(job)
     return jobs
+
+
+def waiting(client: redis.Redis, prefix: str) -> int:
+    """URLs waiting in the frontier's host queues (its ``waiting`` count)."""
+    return Frontier(client, prefix=prefix).stats()["waiting"]
+
+
+def host_queue(client: redis.Redis, prefix: str, host: str) -> list[str]:
+    """The ids (hex) in one host's frontier queue, oldest first."""
+    return [raw.hex() for raw in client.lrange(f"{prefix}:fq:{host}", 0, -1)]

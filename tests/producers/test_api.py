@@ -17,6 +17,7 @@ import pytest
 
 from ingest_core.embedded import free_port
 from tests.conftest import REPO
+from tests.producers.conftest import frontier_jobs
 
 TOKEN = "s3cret-token"
 
@@ -64,9 +65,15 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of the `api` server (its INGEST_KEY_PREFIX names its frontier keys)."""
+    return _env(redis_url, tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture(scope="module")
+def api(api_env: dict[str, str]) -> Iterator[str]:
     """Base URL of an `ingest serve` without a token."""
-    proc, base = _start(_env(redis_url, tmp_path_factory.mktemp("api")))
+    proc, base = _start(api_env)
     yield base
     _stop(proc)
 
@@ -93,7 +100,7 @@ def _post(
         return exc.code, json.loads(exc.read())
 
 
-def test_json_list_is_accepted_with_202_and_reasons(api, redis_client) -> None:
+def test_json_list_is_accepted_with_202_and_reasons(api, api_env, redis_client) -> None:
     """A JSON list: 202 with accepted, duplicates and each rejected URL with its reason; jobs are queued."""
     urls = [
         "https://api.example/1",
@@ -108,14 +115,17 @@ def test_json_list_is_accepted_with_202_and_reasons(api, redis_client) -> None:
         {"url": "ftp://api.example/x", "reason": "unsupported_scheme"},
         {"url": "https://u:p@a.example/", "reason": "credentials_in_url"},
     ]
-    assert redis_client.llen("fetch") == 1
+    jobs = frontier_jobs(redis_client, api_env["INGEST_KEY_PREFIX"])
+    assert [j["url"] for j in jobs] == ["https://api.example/1"]
 
 
-def test_newline_text_is_accepted(api, redis_client) -> None:
+def test_newline_text_is_accepted(api, api_env, redis_client) -> None:
     """A text/plain body with one URL a line (comments and blanks ignored) is submitted."""
     text = b"# from a script\nhttps://api.example/t1\n\nhttps://api.example/t2\n"
     status, body = _post(api + "/v1/urls", text, "text/plain")
-    assert (status, body["accepted"]) == (202, 2) and redis_client.llen("fetch") == 2
+    assert (status, body["accepted"]) == (202, 2)
+    jobs = frontier_jobs(redis_client, api_env["INGEST_KEY_PREFIX"])
+    assert sorted(j["url"] for j in jobs) == ["https://api.example/t1", "https://api.example/t2"]
 
 
 def test_json_that_is_not_a_list_of_strings_is_a_400(api) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import ingest
+from tests.producers.conftest import frontier_jobs, waiting
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 
@@ -48,7 +49,7 @@ def test_submit_reads_every_source_at_once(docs, ingest_env, tmp_path: Path, red
     )
     result = json.loads(out.stdout)
     assert (result["accepted"], result["rejected"]) == (7, [])
-    assert redis_client.llen("fetch") == 7
+    assert waiting(redis_client, ingest_env["INGEST_KEY_PREFIX"]) == 7
 
 
 def test_bad_documents_are_reported_and_good_urls_still_queued(docs, ingest_env, redis_client) -> None:
@@ -59,6 +60,8 @@ def test_bad_documents_are_reported_and_good_urls_still_queued(docs, ingest_env,
         "submit", "--feed", docs.url("/gone.xml"), "--sitemap", html, "--feed", good, "--json", env=ingest_env
     )
     assert json.loads(proc.stdout)["accepted"] == 1
+    jobs = frontier_jobs(redis_client, ingest_env["INGEST_KEY_PREFIX"])
+    assert [j["url"] for j in jobs] == ["http://cli.example/ok"]
     assert "http_404" in proc.stderr and "not_a_sitemap" in proc.stderr
     assert "source problems: http_404: 1, not_a_sitemap: 1" in proc.stderr
 

@@ -26,8 +26,8 @@ def rss(*links: str) -> str:
 
 
 @pytest.fixture
-def poll(state, celery_app):
-    """One watch poll against the test Redis and app, validators kept in Redis."""
+def poll(state):
+    """One watch poll against the test Redis, validators kept in Redis."""
     validators = RedisValidators(state.r, prefix=state.prefix)
 
     def run(*, feeds=(), sitemaps=(), submit_fn=None):
@@ -38,20 +38,20 @@ def poll(state, celery_app):
             feeds_files=(),
             validators=validators,
             stop=threading.Event(),
-            submit_fn=submit_fn or functools.partial(submit, state=state, app=celery_app),
+            submit_fn=submit_fn or functools.partial(submit, state=state),
         )
 
     return run
 
 
-def test_unchanged_feed_costs_one_304(docs, poll, redis_client) -> None:
+def test_unchanged_feed_costs_one_304(docs, poll, state) -> None:
     """The second poll of an unchanged feed sends its ETag, gets a 304 and queues nothing."""
     url = docs.add("/feed.xml", rss("http://w.example/1", "http://w.example/2"), etag='"v1"')
     _, first = poll(feeds=[url])
     web, second = poll(feeds=[url])
     assert first.accepted == 2 and second.submitted == 0
     assert docs.hits["/feed.xml"] == 2 and docs.not_modified["/feed.xml"] == 1
-    assert web.counts["not_modified"] == 1 and redis_client.llen("fetch") == 2
+    assert web.counts["not_modified"] == 1 and state.frontier.stats()["waiting"] == 2
 
 
 def test_last_modified_alone_also_gives_a_304(docs, poll) -> None:
@@ -62,13 +62,15 @@ def test_last_modified_alone_also_gives_a_304(docs, poll) -> None:
     assert docs.not_modified["/feed.xml"] == 1
 
 
-def test_changed_feed_queues_only_urls_never_seen(docs, poll, redis_client) -> None:
+def test_changed_feed_queues_only_urls_never_seen(docs, poll, state) -> None:
     """When the feed changes, the old entries are duplicates and only the new one is queued."""
     url = docs.add("/feed.xml", rss("http://w.example/1", "http://w.example/2"), etag='"v1"')
     poll(feeds=[url])
     docs.add("/feed.xml", rss("http://w.example/3", "http://w.example/1", "http://w.example/2"), etag='"v2"')
     _, second = poll(feeds=[url])
-    assert (second.accepted, second.duplicates, redis_client.llen("fetch")) == (1, 2, 3)
+    # the old entries are still pending (no worker here): adopted by the second poll, not queued again
+    assert (second.accepted, second.adopted, second.duplicates) == (1, 2, 0)
+    assert state.frontier.stats()["waiting"] == 3
 
 
 def test_validators_are_kept_only_after_a_successful_submit(docs, poll) -> None:
@@ -84,7 +86,7 @@ def test_validators_are_kept_only_after_a_successful_submit(docs, poll) -> None:
     assert result.accepted == 1 and docs.not_modified.get("/feed.xml", 0) == 0
 
 
-def test_unchanged_sitemap_index_still_checks_its_children(docs, poll, redis_client) -> None:
+def test_unchanged_sitemap_index_still_checks_its_children(docs, poll, state) -> None:
     """A 304 on an index reuses its remembered children, each checked with its own conditional GET."""
     ns = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
     docs.add("/news.xml", f"<urlset {ns}><url><loc>http://w.example/n1</loc></url></urlset>", etag='"n1"')
@@ -94,7 +96,7 @@ def test_unchanged_sitemap_index_still_checks_its_children(docs, poll, redis_cli
     docs.add("/news.xml", f"<urlset {ns}><url><loc>http://w.example/n2</loc></url></urlset>", etag='"n2"')
     _, second = poll(sitemaps=[url])
     assert docs.not_modified == {"/index.xml": 1} and second.accepted == 1
-    assert redis_client.llen("fetch") == 2
+    assert state.frontier.stats()["waiting"] == 2
 
 
 def test_durations_are_parsed() -> None:
