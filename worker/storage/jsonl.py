@@ -338,6 +338,8 @@ class JsonlStore:
     sweep = recover
 
     def _adopt(self, path: Path) -> Path | None:
+        if any(store._path == path for store in list(_stores)):
+            return None  # ours: where flock is per process (NFS maps it to POSIX locks) it would not say so
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:

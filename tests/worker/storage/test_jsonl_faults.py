@@ -232,7 +232,7 @@ def test_forked_child_does_not_keep_the_parents_part_locked(tmp_path):
         assert os.read(ready_r, 1) == b"x"
         assert store._fd is not None
         os.close(store._fd)  # the parent's own descriptor goes, as at its death
-        store._fd = None
+        store._fd = store._path = None
         JsonlStore(tmp_path)  # opening a store sweeps
         assert not list(tmp_path.rglob(f"*{INPROGRESS}"))
         assert [r["id"] for r in read_records(tmp_path)] == [f"{0:032x}"]
