@@ -12,11 +12,21 @@ from tests.worker.ops.conftest import wait_terminal
 URL = "https://news.example/a"
 
 
+def _retry(state: StateStore, uid: str, batch: str, url: str = URL) -> str | None:
+    """Queue a failed URL again as ``ingest retry-failed`` does; its new claim token, or None."""
+    job = {"url": url, "id": uid, "host": "news.example", "source": "retry"}
+    done = state.frontier.enqueue([job], batch=batch, retry_failed=True)
+    if not done.accepted:
+        return None
+    return state.r.hget(state.key("urls"), bytes.fromhex(uid))[2:].decode()
+
+
 def _fail(state: StateStore, url: str = URL, reason: str = "http_503", batch: str = "b1") -> str:
     uid = url_id(url)
-    claim = state.claim([uid], batch=batch)[0] or state.claim_failed([uid], batch=batch)[0]
-    assert claim is not None
-    assert state.finish(uid, claim.token, "failed", reason, batch=batch, url=url, detail="boom")
+    claim = state.claim([uid], batch=batch)[0]
+    token = claim.token if claim else _retry(state, uid, batch, url)
+    assert token is not None
+    assert state.finish(uid, token, "failed", reason, batch=batch, url=url, detail="boom")
     return uid
 
 
@@ -39,11 +49,12 @@ def test_retried_url_leaves_failed_when_queued_and_counts_once_when_stored(redis
     """A retry moves the URL from failed to pending, then to stored; submitted never grows."""
     state = StateStore(redis_client)
     uid = _fail(state)
-    (claim,) = state.claim_failed([uid], batch="retry")
-    assert claim is not None
+    token = _retry(state, uid, "retry")
+    assert token is not None
     s = summarize(state.counters())
     assert (s["submitted"], s["failed"], s["failed_reasons"], s["pending"]) == (1, 0, {"http_503": 0}, 1)
-    assert state.finish(uid, claim.token, "stored", batch="retry", url=URL)
+    assert state.frontier.stats()["waiting"] == 1  # back in the frontier, waiting for its host
+    assert state.finish(uid, token, "stored", batch="retry", url=URL)
     s = summarize(state.counters())
     assert (s["submitted"], s["stored"], s["failed"], s["pending"]) == (1, 1, 0, 0)
     assert state.dead_letters() == []
@@ -53,23 +64,12 @@ def test_retried_url_leaves_failed_when_queued_and_counts_once_when_stored(redis
 
 
 def test_url_no_longer_failed_is_not_claimed_for_retry(redis_client):
-    """claim_failed skips a URL that is queued or stored by now."""
+    """A retry skips a URL that is queued or stored by now."""
     state = StateStore(redis_client)
     uid = _fail(state)
-    (claim,) = state.claim_failed([uid], batch="r1")
-    assert state.claim_failed([uid], batch="r2") == [None]
-    assert claim is not None
-
-
-def test_released_retry_claims_go_back_to_failed(redis_client):
-    """Claims whose tasks could not be sent are failed again with their reason counted back."""
-    state = StateStore(redis_client)
-    uid = _fail(state)
-    claims = state.claim_failed([uid], batch="r")
-    assert state.release_failed([c for c in claims if c], batch="r") == 1
-    s = summarize(state.counters())
-    assert (s["failed"], s["failed_reasons"], s["pending"]) == (1, {"http_503": 1}, 0)
-    assert [d["id"] for d in state.dead_letters()] == [uid]
+    assert _retry(state, uid, "r1") is not None
+    assert _retry(state, uid, "r2") is None
+    assert summarize(state.counters("r2"))["submitted"] == 0
 
 
 def test_dead_letters_are_bounded_oldest_dropped(redis_client):
