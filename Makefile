@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test demo lint format bench clean
+.PHONY: venv test demo lint format bench clean compose-test lock
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ format: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# the compose fleet built and run with Podman, a worker killed mid-run (tests/compose/run.sh; needs root)
+compose-test:
+	bash tests/compose/run.sh
+
+# constraints.txt: exact versions of every dependency for the image, re-resolved from pyproject.toml
+lock: venv
+	$(BIN)/python -m pip install -q --dry-run --ignore-installed --report $(VENV)/lock.json ".[s3]" setuptools
+	$(BIN)/python tests/compose/lock.py $(VENV)/lock.json > constraints.txt
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
