@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from importlib.metadata import version as _version
 
+import lxml.html
 import trafilatura
 from lxml import etree
 
@@ -36,6 +38,13 @@ TRAFILATURA_OPTIONS = {
 """Chosen by measurement (benchmarks/extraction_quality.py): ``fast`` skips trafilatura's
 readability/jusText fallback and on the benchmark scored higher (F1 0.962 vs 0.960 raw) with ~30 % less
 CPU, which pays for metadata and our cleaning; comments are not article text."""
+
+FALLBACK_BELOW_CHARS = 800
+"""When trafilatura's text is shorter than this, readability-lxml is tried too (on the benchmarks: 8 % of
+pages, where nearly all of the pages it misses content on are)."""
+
+FALLBACK_GAIN = 1.3
+"""readability-lxml's text replaces trafilatura's only when it is at least this many times as long."""
 
 MAX_HINT_CHARS = 600
 """Caption or furniture blocks longer than this are ignored: a container that big is not a caption."""
@@ -115,12 +124,23 @@ class Extractor:
     """Turns one HTML page into an ``Extracted`` record, or None when nothing is extractable.
 
     ``options`` are passed to ``trafilatura.bare_extraction`` over our defaults (``TRAFILATURA_OPTIONS``);
-    ``hints=False`` skips collecting the structural hints the cleaner uses.
+    ``hints=False`` skips collecting the structural hints the cleaner uses; below
+    ``fallback_below_chars`` characters of trafilatura text readability-lxml is tried as well (0: never).
     """
 
-    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, hints: bool = True, **options) -> None:
+    def __init__(
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        hints: bool = True,
+        fallback_below_chars: int = FALLBACK_BELOW_CHARS,
+        **options,
+    ) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
+        if fallback_below_chars < 0:
+            raise ValueError("fallback_below_chars must be >= 0 (0: trafilatura only)")
+        self.fallback_below_chars = fallback_below_chars
         if "deduplicate" in options:
             # trafilatura's dedup cache is process-global: results would depend on earlier documents
             raise ValueError("deduplicate is not supported: the clean stage dedupes per document")
@@ -148,16 +168,26 @@ class Extractor:
         # bare_extraction works on its own copy when given a tree, so ours stays intact for the hints;
         # metadata is ours (worker.pipeline.metadata): trafilatura's costs more than its extraction
         doc = trafilatura.bare_extraction(tree, url=url, with_metadata=False, **self.options)
-        if doc is None or not (doc.text or "").strip():
-            return None
+        text = (doc.text or "").strip() if doc is not None else ""
+        headings = [line_key("".join(h.itertext())) for h in doc.body.iter("head")] if text else []
         meta = read_metadata(tree, url)
-        extra = {}
+        extra: dict = {}
         if self.hints:
             extra[HINTS_KEY] = page_hints(tree)
-            # section headings as trafilatura kept them: the cleaner scopes duplicate detection by section
-            extra[HINTS_KEY]["headings"] = [line_key("".join(h.itertext())) for h in doc.body.iter("head")]
+        if self.fallback_below_chars and len(text) < self.fallback_below_chars:
+            # a short result is where a second extractor finds what the first missed (page builders,
+            # accordions, math, short pages): readability-lxml, kept when it finds clearly more
+            other, other_headings = readability_text(tree)  # last: readability may change the tree
+            if len(other) > FALLBACK_GAIN * len(text):
+                text, headings = other, other_headings
+                extra[EXTRACTOR_KEY] = READABILITY
+        if not text:
+            return None
+        if self.hints:
+            # section headings as the extractor kept them: the cleaner scopes duplicate detection by section
+            extra[HINTS_KEY]["headings"] = headings
         return Extracted(
-            text=unicodedata.normalize("NFC", doc.text),
+            text=unicodedata.normalize("NFC", text),
             title=meta.title,
             author="; ".join(meta.authors) or None,
             authors=meta.authors,
@@ -171,6 +201,48 @@ class Extractor:
             canonical_url=meta.canonical_url,
             categories=meta.categories,
         )
+
+
+MAX_FALLBACK_LINK_SHARE = 0.4
+"""A readability-lxml result whose text is more than this share link text is a menu, not an article."""
+
+EXTRACTOR_KEY = "extractor"
+"""Key in ``Extracted.extra`` naming the library that made the text when it was not trafilatura."""
+
+READABILITY = {"name": "readability-lxml", "version": _version("readability-lxml")}
+
+_READABILITY_BLOCKS = frozenset(
+    "p div h1 h2 h3 h4 h5 h6 li br tr blockquote pre figcaption dd dt section article table ul ol".split()
+)
+
+
+def readability_text(tree: etree._Element) -> tuple[str, list[str]]:
+    """readability-lxml's main text of a parsed page, one block a line, and its headings' line keys."""
+    from readability import Document
+    from readability.readability import Unparseable
+
+    try:
+        summary = Document(tree).summary(html_partial=True)
+    except (Unparseable, ValueError, TypeError):
+        return "", []
+    if not summary or not summary.strip():
+        return "", []
+    try:
+        root = lxml.html.fragment_fromstring(summary, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return "", []
+    total = len(" ".join(root.text_content().split()))
+    linked = sum(len(" ".join(a.text_content().split())) for a in root.iter("a"))
+    if not total or linked > MAX_FALLBACK_LINK_SHARE * total:
+        return "", []  # mostly link text: readability settled on a menu or a link list, not an article
+    headings = [line_key(h.text_content()) for h in root.iter("h1", "h2", "h3", "h4", "h5", "h6")]
+    for el in root.iter():  # one line a block: mark block edges, then collapse the source's white space
+        if el.tag in _READABILITY_BLOCKS:
+            el.tail = "\ue000" + (el.tail or "")
+            if el.tag != "br":
+                el.text = "\ue000" + (el.text or "")
+    lines = (" ".join(line.split()) for line in root.text_content().split("\ue000"))
+    return "\n".join(line for line in lines if line), headings
 
 
 def page_hints(tree: etree._Element) -> dict[str, list[str]]:

@@ -414,7 +414,7 @@ def _htmldate(tree: etree._Element, url: str | None) -> str | None:
     from htmldate import find_date
 
     try:
-        return find_date(tree, url=url, original_date=True, extensive_search=True, outputformat="%Y-%m-%d")
+        return find_date(tree, url=url, original_date=True, extensive_search=False, outputformat="%Y-%m-%d")
     except Exception:  # htmldate parses whatever the page holds; a bad page must not fail extraction
         return None
 
