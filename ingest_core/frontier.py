@@ -256,14 +256,22 @@ return out
 )
 
 # KEYS: prefix. ARGV: id, token, gen, lease ms. 1 when this task holds the URL now (its lease is marked
-# started and extended), else 0: superseded by a newer dispatch, cancelled or ended.
+# started and extended), else 0: superseded by a newer dispatch, cancelled, ended, or another copy of the
+# same message already runs this stage (a broker can deliver one message twice: kombu restores unacked
+# messages when a connection drops, while the first copy still runs). A copy whose first run died waits
+# for that run's lease to run out; the sweeper then dispatches it again under a new generation.
 _START = (
     _LIB
     + """
 local st = holds(ARGV[1], ARGV[2], ARGV[3])
 if not st then return 0 end
+local now = now_ms()
+if string.sub(redis.call('HGET', P .. ':stage', ARGV[1]), -2) == ':s' then
+  local until_ = tonumber(redis.call('ZSCORE', P .. ':lease:' .. st, ARGV[1]) or '0')
+  if until_ > now then return 0 end
+end
 redis.call('HSET', P .. ':stage', ARGV[1], st .. ':' .. ARGV[3] .. ':s')
-redis.call('ZADD', P .. ':lease:' .. st, now_ms() + tonumber(ARGV[4]), ARGV[1])
+redis.call('ZADD', P .. ':lease:' .. st, now + tonumber(ARGV[4]), ARGV[1])
 return 1
 """
 )

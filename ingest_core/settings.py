@@ -67,8 +67,8 @@ DEFAULT_RESPECT_ROBOTS = True
 DEFAULT_FETCH_LEASE = 120.0
 """Seconds a dispatched fetch may take (queue wait, robots.txt, the fetch) before it counts as lost."""
 
-DEFAULT_PROCESS_LEASE = 900.0
-"""Seconds a fetched page may wait and be processed (storage retries included) before it counts as lost."""
+DEFAULT_PROCESS_LEASE = 120.0
+"""Seconds a fetched page's process task may wait unstarted (queue empty) before it is sent again as lost."""
 
 DEFAULT_PAGE_TTL = 24 * 3600
 """Seconds a fetched page is kept in Redis for the process stage (its claim check)."""

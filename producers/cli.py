@@ -144,7 +144,8 @@ def submit_sources(
             last = now
             console.print(
                 f"submit: {result.submitted:,} URLs read, {result.accepted:,} new, "
-                f"{result.adopted:,} pending before, {result.duplicates:,} seen, {result.rejected_total:,} rejected "
+                f"{result.adopted:,} pending before, {result.duplicates:,} seen, "
+                f"{result.rejected_total:,} rejected "
                 f"({result.submitted / max(now - t0, 1e-6):,.0f}/s)",
                 markup=False,
                 highlight=False,

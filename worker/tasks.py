@@ -37,8 +37,10 @@ from worker.runner import Job, Outcome, Pipeline, Terminal, outcome_for_error, u
 
 log = logging.getLogger(__name__)
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OperationalError)
-"""Redis (state store or broker) unreachable: never a URL's outcome, the task waits or goes back."""
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError, OperationalError)
+"""Redis (state store or broker) unreachable, or full (``maxmemory`` with noeviction refuses writes with
+OOM): never a URL's outcome, the task waits or goes back. A Lua script refused for OOM is a plain
+``ResponseError`` ("... -OOM command not allowed ..."): ``through_outage`` recognises it by its text."""
 
 REDIS_OUTAGE_WAIT = min(60.0, settings.visibility_timeout / 2)
 """Seconds a task rides out a Redis outage in place; under the visibility timeout, so that no second
@@ -46,7 +48,7 @@ delivery of the same message starts while this one still waits."""
 
 
 def through_outage(call: Any, *args: Any, **kwargs: Any) -> Any:
-    """``call(*args, **kwargs)``, retried while Redis is unreachable (a restart, a failover).
+    """``call(*args, **kwargs)``, retried while Redis is unreachable (a restart, a failover) or full (OOM).
 
     Why not let the task fail: with acks_late a failed task is acked (or, on Redis, rejected without
     requeue, which drops it), so a URL whose finish() hit a dead Redis would stay pending for ever, and
@@ -60,7 +62,9 @@ def through_outage(call: Any, *args: Any, **kwargs: Any) -> Any:
     while True:
         try:
             return call(*args, **kwargs)
-        except REDIS_DOWN as exc:
+        except (*REDIS_DOWN, redis.ResponseError) as exc:
+            if not isinstance(exc, REDIS_DOWN) and "OOM command not allowed" not in str(exc):
+                raise  # a real error of the command, not Redis being full
             if time.monotonic() >= deadline:
                 raise Reject(f"Redis unreachable for {REDIS_OUTAGE_WAIT:.0f}s: {exc}", requeue=True) from exc
             log.warning("Redis unreachable (%s); retrying in %.1fs", exc, delay)
@@ -165,6 +169,11 @@ def _send_fetch(jobs: list[dict[str, Any]]) -> None:
             fetch.apply_async((job,), queue=FETCH_QUEUE, producer=producer, argsrepr=f"({job['url']!r},)")
 
 
+PROCESS_RUN_LEASE = settings.extract_timeout + settings.storage_retry_max + 60
+"""Seconds a started process task holds its URL: its hard time limit. Past it the task is gone (its worker
+was killed) and the sweeper publishes the URL's process task again."""
+
+
 @app.task(
     name="ingest.process",
     bind=True,
@@ -179,7 +188,7 @@ def process(self: Any, job: dict[str, Any]) -> str:
     p, j = pipeline(), Job.from_dict(job)
     frontier = p.state.frontier
     started = time.monotonic()
-    if not through_outage(frontier.start, job, settings.process_lease):
+    if not through_outage(frontier.start, job, PROCESS_RUN_LEASE):
         return "superseded"  # re-delivered after it ended, or a newer generation holds it
     blob = through_outage(frontier.page, j.id)
     if blob is None:  # its claim check expired: fetch the page again
