@@ -368,7 +368,7 @@ def build_record(
         "modified": doc.modified,
         "canonical_url": doc.canonical_url,
         "categories": list(doc.categories),
-        "extractor": EXTRACTOR,
+        "extractor": doc.extra.get("extractor", EXTRACTOR),  # readability-lxml when extract fell back to it
         "duplicate_of": None,
         "similarity": None,
     }

@@ -75,9 +75,20 @@ _FURNITURE_PATTERNS = [
     r"^(back to top|go to top|home|menu|skip to (main )?content|toggle navigation|search)\W*$",
     r"^tags?\s*:?(\s|$)",
     r"^(topics|categories|filed under|posted in)\s*:",
+    # the same labels in German, Spanish, French, Portuguese, Polish (most pages on the web are not English)
+    r"^(weiter(lesen)?|mehr( dazu| zum thema| lesen| anzeigen)?|zurück|teilen|drucken|kommentare?|anzeige"
+    r"|werbung|kategorien|schlagw(ö|oe)rter|themen|ähnliche (artikel|beiträge)"
+    r"|das könnte sie auch interessieren|auch interessant|lesen sie auch|leer (más|también)|compartir"
+    r"|imprimir|publicidad|comentarios?"
+    r"|art[íi]culos relacionados|noticias relacionadas|te puede interesar|lire (aussi|la suite)|à lire aussi"
+    r"|partager|imprimer|publicité|commentaires?|sur le même sujet|leia (também|mais)|compartilh(e|ar)"
+    r"|publicidade|coment[áa]rios?|relacionad[oa]s|czytaj (też|także|więcej)|udostępnij|reklama|komentarze"
+    r"|zobacz (też|także))\W*$",
     # copyright and photo credits
     r"^(copyright|©|\(c\)|ⓒ)",
-    r"\ball rights reserved\b",
+    r"\ball rights reserved\b|\balle rechte vorbehalten\b|\btodos los derechos reservados\b"
+    r"|\btous droits réservés\b|\btodos os direitos reservados\b|\bwszelkie prawa zastrzeżone\b"
+    r"|\bvervielfältigung\b.{0,60}\b(genehmigung|gestattet|untersagt)\b",
     r"^(photos?|images?|pictures?|photograph|video|illustration|graphic|source)s?( credits?| by)?\s*[:/|©]",
     r"^(credits?|photo credit|image credit)\s*:",
     r"\((photo|image|picture|credit|getty|ap|afp|reuters|shutterstock)[^)]*\)$",
@@ -173,7 +184,7 @@ class Cleaner:
     @staticmethod
     def _drop_structural(lines: list[str], words: list[int], keep: list[bool], hints: dict) -> None:
         captions = set(hints.get("captions", ()))
-        furniture = set(hints.get("furniture", ()))
+        furniture = _furniture_keys(hints.get("furniture", ()), lines, words)
         links = set(hints.get("links", ()))
         link_starts = {" ".join(key.split()[:2]) for key in links}
         # 0: not link text, 1: the line is one link's text, 2: the line starts with a link (headline + teaser)
@@ -183,8 +194,11 @@ class Cleaner:
             lkey = line_key(bare)
             if lkey in captions or lkey in furniture:
                 keep[i] = False
-            elif not _URLISH.match(bare):
-                # a link whose text is a URL was written out by the author as a reference: content
+            elif not _URLISH.match(bare) and not (
+                words[i] >= MIN_LINKED_SENTENCE_WORDS and _SENTENCE_END.search(bare)
+            ):
+                # a link whose text is a URL was written out by the author as a reference, and a linked
+                # sentence is the author's prose: content; short labels and headlines are navigation
                 kind[i] = _link_kind(lkey, links, link_starts)
         prose = [keep[i] and not kind[i] and words[i] >= MIN_PROSE_WORDS for i in range(len(lines))]
         first_prose = prose.index(True) if any(prose) else len(lines)
@@ -196,6 +210,33 @@ class Cleaner:
             in_run = (i > 0 and kind[i - 1]) or (i + 1 < len(lines) and kind[i + 1])
             if in_run or i < first_prose or i > last_prose:
                 keep[i] = False
+
+
+MAX_BOX_SHARE = 0.5
+"""A furniture-looking box whose lines hold more than this share of the page's words is the article
+itself (a Drupal ``node--promoted``, a review's ``Section--Ads`` of pros and cons): never furniture."""
+
+MIN_LINKED_SENTENCE_WORDS = 12
+"""A line that is all link text but reads as a sentence (this many words, final punctuation) is prose."""
+
+_SENTENCE_END = re.compile(r"[.!…。！]['\"”’»)]*$")
+
+
+def _furniture_keys(boxes, lines: list[str], words: list[int]) -> set[str]:
+    """Line keys of the furniture boxes, without a box that holds most of the text (see MAX_BOX_SHARE)."""
+    if not boxes:
+        return set()
+    if isinstance(boxes[0], str):  # hints of an older extract stage: one flat list
+        boxes = [boxes]
+    total = sum(words) or 1
+    word_of = {}
+    for line, n in zip(lines, words, strict=True):
+        word_of[line_key(_BULLET.sub("", line))] = n
+    out: set[str] = set()
+    for box in boxes:
+        if sum(word_of.get(key, 0) for key in set(box)) <= MAX_BOX_SHARE * total:
+            out.update(box)
+    return out
 
 
 MIN_PROSE_WORDS = 12

@@ -49,42 +49,20 @@ FALLBACK_GAIN = 1.3
 MAX_HINT_CHARS = 600
 """Caption or furniture blocks longer than this are ignored: a container that big is not a caption."""
 
-_FURNITURE_PREFIXES = (
-    "share",
-    "sharing",
-    "social",
-    "newsletter",
-    "subscri",
-    "signup",
-    "related",
-    "recommend",
-    "promo",
-    "advert",
-    "sponsor",
-    "cookie",
-    "consent",
-    "gdpr",
-    "breadcrumb",
-    "comment",
-    "disqus",
-    "outbrain",
-    "taboola",
-    "trending",
-    "popular",
-    "readmore",
-    "paywall",
-    "pagination",
-    "pager",
+_FURNITURE_WORDS = frozenset(
+    (
+        "share shares sharing sharebar sharetools social socials newsletter newsletters subscribe "
+        "subscription subscriptions signup related recommend recommended recommendation recommendations "
+        "promo promos advert adverts advertisement advertisements advertising ad ads sponsor sponsors "
+        "sponsored cookie cookies consent gdpr breadcrumb breadcrumbs comment comments disqus outbrain "
+        "taboola trending popular readmore paywall pagination pager tags prev next follow toolbar byline"
+    ).split()
 )
-_FURNITURE_TOKENS = ("ad", "ads", "tags", "prev", "next", "follow", "toolbar", "byline")
-_CLASS_TOKEN = re.compile(r"[a-z]+")
-_FURNITURE_CLASS = re.compile(
-    r"(?<![a-z])("
-    + "|".join(_FURNITURE_PREFIXES)
-    + r")|(?<![a-z])("
-    + "|".join(_FURNITURE_TOKENS)
-    + r")(?![a-z])"
-)
+"""Words of a class name that mark a furniture box, matched against whole words of the class: "promo"
+matches "promo-box" but not "node--promoted", "ad" matches "ad-slot" but not a hex id such as "a3ad9f"."""
+
+_CLASS_SPLIT = re.compile(r"[\s\-_]+")
+_CLASS_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 MAX_FURNITURE_BOX_CHARS = 1500
 """A share/related/newsletter box is small; a classed container bigger than this holds content too
 (page wrappers carry classes such as "has-cookie-banner" or "paywall")."""
@@ -273,13 +251,13 @@ def page_hints(tree: etree._Element) -> dict[str, list[str]]:
         verdict = verdicts.get(cls)
         if verdict is None:
             low = cls.lower()
-            verdict = 1 if _CAPTION_CLASS.search(low) else 2 if _FURNITURE_CLASS.search(low) else 0
+            verdict = 1 if _CAPTION_CLASS.search(low) else 2 if is_furniture_class(cls) else 0
             verdicts[cls] = verdict
         if verdict == 1:
             captions.append(el)
         elif verdict == 2:
             boxes.append((el, True))
-    furniture: set[str] = set()
+    furniture: list[list[str]] = []
     taken: set = set()
     for box, size_limited in boxes:
         # boxes nest (a share bar inside a footer): a box inside a taken one adds nothing
@@ -287,12 +265,23 @@ def page_hints(tree: etree._Element) -> dict[str, list[str]]:
             continue
         if not size_limited or len(box.text_content()) <= MAX_FURNITURE_BOX_CHARS:
             taken.add(box)
-            furniture.update(_texts(box.iter(_LINE_BLOCKS)))
+            keys = _texts(box.iter(_LINE_BLOCKS))
+            if keys:
+                furniture.append(sorted(keys))
     return {
         "captions": sorted(_texts(captions)),
         "links": sorted(_texts(links)),
-        "furniture": sorted(furniture),
+        "furniture": furniture,  # one list of line keys per box: the cleaner weighs each box as a whole
     }
+
+
+def is_furniture_class(cls: str) -> bool:
+    """Does a class attribute name a furniture box? Whole words only (camelCase, -, _ and -- split)."""
+    for part in _CLASS_SPLIT.split(cls):
+        if part and not any(ch.isdigit() for ch in part):  # "a3ad9f", "ad2": ids and hashes, not words
+            if any(word.lower() in _FURNITURE_WORDS for word in _CLASS_WORD.findall(part)):
+                return True
+    return False
 
 
 def _texts(elements) -> set[str]:

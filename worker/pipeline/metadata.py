@@ -190,6 +190,12 @@ def strip_site_name(title: str, site_names: list[str]) -> str:
     """``title`` without a leading or trailing segment that is one of ``site_names`` (case-insensitive)."""
     title = _ws(title) or ""
     names = {_fold(n) for n in site_names if n and len(n) > 1}
+    parts = [p.strip() for p in title.split("_")]
+    if len(parts) >= 3 or (len(parts) == 2 and _fold(parts[1]) in names):
+        # "Headline_Section_Site" (portals, Chinese sites above all): the headline is the first part
+        head = parts[0]
+        if len(head.split()) >= 2 or len(head) >= 6:
+            return head
     if not names:
         return title
     for _ in range(2):  # "Headline | Section | Site": the site, then nothing else unless also a name
@@ -320,6 +326,8 @@ def _person(part: str, exclude: set[str]) -> str | None:
     tokens = part.split()
     for i, word in enumerate(tokens):
         bare = word.strip(".,:;!?\"'“”«»").casefold()
+        if not any(ch.isalnum() for ch in bare):
+            break  # "Name — 12 March", "Name | Site": a separator ends the name
         if any(ch.isdigit() for ch in bare):
             break  # a date or a time follows the name
         if bare in _DATE_WORDS and (i + 1 == len(tokens) or any(ch.isdigit() for ch in tokens[i + 1])):
