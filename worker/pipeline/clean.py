@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from worker.pipeline.extract import HINTS_KEY, Extracted, line_key
+from worker.pipeline.extract import HINTS_KEY, JOINS_KEY, Extracted, line_key
 
 MAX_FURNITURE_WORDS = 12
 """Wording rules only apply to lines up to this many words: prompts and labels are short."""
@@ -159,12 +159,14 @@ class Cleaner:
         """Drop repeated paragraphs, furniture lines and a leading repeat of the title."""
         extra = dict(doc.extra)
         hints = extra.pop(HINTS_KEY, None) or {}
-        lines, keys = [], []
-        for raw in doc.text.split("\n"):
+        joins = set(extra.pop(JOINS_KEY, None) or ())
+        lines, keys, origin = [], [], []
+        for n, raw in enumerate(doc.text.split("\n")):
             key = token_key(raw)
             if key:  # lines without a single word (separators, stray punctuation) carry no text
                 lines.append(" ".join(raw.split()))
                 keys.append(key)
+                origin.append(n)
         words = [key.count(" ") + 1 for key in keys]
         keep = [True] * len(lines)
         headings = set(hints.get("headings", ()))
@@ -178,7 +180,18 @@ class Cleaner:
                     keep[i] = False
         if self.dedupe:
             _drop_repeats(keys, lines, keep, headings, self.dedupe_scope)
-        text = "\n".join(line for line, k in zip(lines, keep, strict=True) if k)
+        # decisions are per source line (as the hints see them); the text is one paragraph per line: a
+        # kept line that continues the kept line before it in the same block is joined to it
+        out: list[str] = []
+        previous = -2
+        for i, line in enumerate(lines):
+            if keep[i]:
+                if origin[i] in joins and origin[i] == previous + 1 and out:
+                    out[-1] = f"{out[-1]} {line}"
+                else:
+                    out.append(line)
+                previous = origin[i]
+        text = "\n".join(out)
         return dataclasses.replace(doc, text=text, tags=list(doc.tags), extra=extra)
 
     @staticmethod

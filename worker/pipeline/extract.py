@@ -8,6 +8,7 @@ lists of normalised keys (see ``line_key``); the cleaner consumes and removes th
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from importlib.metadata import version as _version
 import lxml.html
 import trafilatura
 from lxml import etree
+from trafilatura.xml import xmltotxt
 
 from worker.pipeline.decode import check_text
 from worker.pipeline.metadata import read_metadata
@@ -148,6 +150,7 @@ class Extractor:
         doc = trafilatura.bare_extraction(tree, url=url, with_metadata=False, **self.options)
         text = (doc.text or "").strip() if doc is not None else ""
         headings = [line_key("".join(h.itertext())) for h in doc.body.iter("head")] if text else []
+        joins = source_line_joins(doc.text, doc.body) if text else []
         meta = read_metadata(tree, url)
         extra: dict = {}
         if self.hints:
@@ -157,8 +160,10 @@ class Extractor:
             # accordions, math, short pages): readability-lxml, kept when it finds clearly more
             other, other_headings = readability_text(tree)  # last: readability may change the tree
             if len(other) > FALLBACK_GAIN * len(text):
-                text, headings = other, other_headings
+                text, headings, joins = other, other_headings, []
                 extra[EXTRACTOR_KEY] = READABILITY
+        if joins:
+            extra[JOINS_KEY] = joins
         if not text:
             return None
         if self.hints:
@@ -180,6 +185,53 @@ class Extractor:
             categories=meta.categories,
         )
 
+
+JOINS_KEY = "joins"
+"""Key in ``Extracted.extra``: indexes of text lines that continue the line before them in one block
+(the page's source broke a paragraph over several lines); the cleaner joins them after its decisions."""
+
+
+def source_line_joins(text: str | None, body: etree._Element) -> list[int]:
+    """Indexes of lines of trafilatura's ``text`` that continue the previous line in the same block.
+
+    trafilatura keeps the source's line breaks inside a paragraph; its result tree, with white space
+    collapsed, has one line a block. Aligning the two finds the continuations; [] when they disagree.
+    """
+    if not text or "\n" not in text:
+        return []
+    body = copy.deepcopy(body)
+    for el in body.iter():
+        if el.tag in _KEEP_LINES or any(a.tag in _KEEP_LINES for a in el.iterancestors()):
+            continue
+        if el.text and "\n" in el.text:
+            el.text = _WS.sub(" ", el.text)
+        if el.tail and "\n" in el.tail:
+            el.tail = _WS.sub(" ", el.tail)
+    blocks = [b for b in (" ".join(x.split()) for x in xmltotxt(body, False).split("\n")) if b]
+    joins: list[int] = []
+    j, acc = 0, ""
+    for i, raw in enumerate(text.split("\n")):
+        norm = " ".join(raw.split())
+        if not norm:
+            if acc:
+                return []
+            continue
+        if acc:
+            joins.append(i)
+            acc = f"{acc} {norm}"
+        else:
+            acc = norm
+        if j >= len(blocks):
+            return []
+        if acc == blocks[j]:
+            j, acc = j + 1, ""
+        elif not blocks[j].startswith(acc):
+            return []
+    return joins if not acc else []
+
+
+_KEEP_LINES = frozenset({"code", "pre"})
+_WS = re.compile(r"\s+")
 
 MAX_FALLBACK_LINK_SHARE = 0.4
 """A readability-lxml result whose text is more than this share link text is a menu, not an article."""

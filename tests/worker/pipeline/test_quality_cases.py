@@ -238,3 +238,11 @@ def test_tags_are_not_split_inside_one_article_tag():
     )
     doc = Extractor().extract(html(f"<article>{paragraphs()}</article>", head))
     assert doc.tags == ["Bevin, Matthew", "Kentucky"]
+
+
+def test_a_paragraph_broken_over_source_lines_is_one_line():
+    """A block whose source text is hard-wrapped comes out as one line; separate blocks stay separate."""
+    wrapped = PROSE[0].replace(" on Tuesday ", "\n        on Tuesday ").replace(" lasted ", "\n  lasted ")
+    page = html(f"<article><div>{wrapped}</div><div>{PROSE[1]}</div><div>{PROSE[2]}</div></article>")
+    lines = run(page).split("\n")
+    assert lines[:3] == PROSE[:3]
