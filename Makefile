@@ -36,7 +36,7 @@ compose-test:
 
 # constraints.txt: exact versions of every dependency for the image, re-resolved from pyproject.toml
 lock: venv
-	$(BIN)/python -m pip install -q --dry-run --ignore-installed --report $(VENV)/lock.json ".[s3]" setuptools
+	$(BIN)/python -m pip install -q --dry-run --ignore-installed --report $(VENV)/lock.json ".[s3]" setuptools pip
 	$(BIN)/python tests/compose/lock.py $(VENV)/lock.json > constraints.txt
 
 clean:

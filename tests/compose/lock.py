@@ -4,7 +4,7 @@ import json
 import sys
 
 HEADER = """\
-# Exact versions of every dependency (core, the s3 extra, setuptools for the build): reproducible images.
+# Exact versions of every dependency (core, the s3 extra; pip and setuptools to build): reproducible images.
 # The Dockerfile installs with -c constraints.txt. Regenerate after changing dependencies: make lock"""
 
 report = json.load(open(sys.argv[1]))
