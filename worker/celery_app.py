@@ -15,6 +15,9 @@ from kombu import Exchange, Queue
 
 from ingest_core.embedded import resolve_broker
 from ingest_core.settings import Settings
+from worker.kombu_fix import install as install_kombu_guards
+
+install_kombu_guards()  # Redis restart and OOM must not end a worker: see worker/kombu_fix.py
 
 settings = Settings.from_env()
 """Settings of this process, read once from the environment."""
