@@ -220,7 +220,9 @@ end
 budget = math.min(budget, capacity - redis.call('ZCARD', P .. ':lease:f'))
 local out = {-1}
 if budget > 0 then
-  for _, host in ipairs(redis.call('ZRANGEBYSCORE', P .. ':hosts', '-inf', now, 'LIMIT', 0, budget)) do
+  local ready = redis.call('ZRANGEBYSCORE', P .. ':hosts', '-inf', now, 'WITHSCORES', 'LIMIT', 0, budget)
+  for h = 1, #ready, 2 do
+    local host, slot = ready[h], tonumber(ready[h + 1])
     local qk = P .. ':fq:' .. host
     for _ = 1, 200 do
       local id = redis.call('LPOP', qk)
@@ -233,7 +235,12 @@ if budget > 0 then
         redis.call('ZADD', P .. ':lease:f', now + lease, id)
         local own = tonumber(redis.call('GET', P .. ':hi:' .. host) or '0')
         local step = math.max(interval, own)
-        if step > 0 then redis.call('SET', P .. ':hn:' .. host, now + step, 'PX', step + 1000) end
+        if step > 0 then
+          -- the next slot follows this one's schedule, not this dispatch's lateness, so a busy host gets
+          -- one request per interval on average; after an idle spell it counts from now
+          local nxt = (now - slot < step) and (slot + step) or (now + step)
+          redis.call('SET', P .. ':hn:' .. host, nxt, 'PX', nxt - now + 1000)
+        end
         out[#out + 1] = id
         out[#out + 1] = string.sub(v, 3)
         out[#out + 1] = redis.call('HGET', P .. ':jobs', id)

@@ -66,7 +66,7 @@ def test_busy_host_trickles_while_other_hosts_finish(ingest_env, hosts, tmp_path
     interval (consecutive requests to it at least one interval apart, most of its URLs still waiting)."""
     from tests.conftest import Workers
 
-    env = {**ingest_env, "INGEST_HOST_INTERVAL": str(INTERVAL), "INGEST_MAX_POLITENESS_WAIT": "20"}
+    env = {**ingest_env, "INGEST_HOST_INTERVAL": str(INTERVAL)}
     busy = hosts["127.0.0.2"]
     others = [base for addr, base in hosts.items() if addr != "127.0.0.2"]
     (tmp_path / "busy.txt").write_text("".join(f"{busy}/a/{n}\n" for n in range(1000)))
@@ -97,3 +97,31 @@ def test_busy_host_trickles_while_other_hosts_finish(ingest_env, hosts, tmp_path
     gaps = [b - a for a, b in zip(busy_times, busy_times[1:], strict=False)]
     # slots are timed on the Redis clock, requests on ours: allow scheduling jitter, not a second request
     assert min(gaps) >= INTERVAL * 0.8, f"two requests to one host {min(gaps):.3f}s apart"
+
+
+def test_one_host_gets_one_request_per_interval_over_100_requests(ingest_env, hosts, tmp_path):
+    """101 URLs on one host through real workers: the server sees one request per interval on average
+    (within 5%) and never two much closer than the interval."""
+    from tests.conftest import Workers
+
+    interval = 0.3
+    env = {**ingest_env, "INGEST_HOST_INTERVAL": str(interval)}
+    base = hosts["127.0.0.3"]
+    (tmp_path / "one.txt").write_text("".join(f"{base}/a/{n}\n" for n in range(101)))
+    workers = Workers(env, tmp_path / "workers.log")
+    try:
+        batch = json.loads(ingest("submit", "-f", str(tmp_path / "one.txt"), "--json", env=env).stdout)
+        deadline = time.monotonic() + 240
+        while (stats := _pending(batch["batch"], env))["pending"]:
+            assert time.monotonic() < deadline, f"not finished: {stats}"
+            time.sleep(0.5)
+    finally:
+        workers.stop()
+    assert stats["stored"] == 101, stats
+    with _Recorder.lock:
+        times = sorted(t for host, path, t in _Recorder.log if host == "127.0.0.3" and path.startswith("/a/"))
+    assert len(times) == 101  # each page once
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    mean = (times[-1] - times[0]) / len(gaps)
+    assert abs(mean - interval) <= 0.05 * interval, f"mean interval {mean:.3f}s for {interval}s"
+    assert min(gaps) >= interval * 0.8, f"two requests {min(gaps):.3f}s apart"

@@ -3,8 +3,9 @@
 The frontier (``ingest_core.frontier``) dispatches a host's URLs one interval apart; this slot is the
 last guard, asked by every fetch right before its request: a Redis key set with ``NX PX`` inside one Lua
 call, so the check and the reservation are atomic and the interval is measured on the Redis clock only
-(machine clock skew does not matter). Tasks that run late and then close together wait out the rest of
-the interval here (a fraction of a second), so two requests to one host are never closer than it.
+(machine clock skew does not matter). Tasks that run late and then close together wait here (a fraction
+of a second), so two requests to one host are never closer than nine tenths of the interval, and the
+average stays the interval.
 """
 
 from __future__ import annotations
@@ -12,20 +13,28 @@ from __future__ import annotations
 from typing import Any
 
 # KEYS[1] = slot key, ARGV[1] = interval in ms. Returns 0 when the slot was taken, else ms to wait.
+# KEYS[1] = slot key (the host's last booked request time, ms), ARGV[1] = interval in ms. Returns 0 when
+# the request may go now (and books it), else the ms to wait. A request up to a tenth of the interval
+# early is let through and booked at its scheduled time, and a late one is booked when it happens, so the
+# dispatcher's schedule sets the pace: lateness does not add up from one request to the next.
 _ACQUIRE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-    return 0
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local raw = redis.call('GET', KEYS[1]) or ''
+local last, held = string.match(raw, '^(%d+):(%d+)$')
+last, held = tonumber(last), tonumber(held)
+if last and last > now + math.max(interval, held) then last = nil end  -- from outside: never block for ever
+local step = interval
+if last then
+  step = math.max(interval, held)  -- a Crawl-delay booked with the last request still holds
+  local earliest = last + step - math.floor(step / 10)
+  if now < earliest then return earliest - now end
 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-    -- a slot key without expiry can only come from outside; never let it block a host forever
-    redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-    return 0
-end
-if ttl == 0 then
-    return 1
-end
-return ttl
+local booked = now
+if last and last + step > now then booked = last + step end
+redis.call('SET', KEYS[1], booked .. ':' .. interval, 'PX', booked - now + interval + 1000)
+return 0
 """
 
 
