@@ -87,3 +87,24 @@ def test_persistent_state_is_passed_to_flower_when_a_db_is_set():
     """A db path turns on Flower's persistent mode with that file."""
     argv = flower_argv(address="127.0.0.1", port=5555, basic_auth="", db="/var/lib/flower/db")
     assert "--persistent=True" in argv and "--db=/var/lib/flower/db" in argv
+
+
+def test_flower_counts_a_failed_url_as_a_failed_task_with_reason_and_url(flower, workers, state, page_server):
+    """A URL that ends failed:http_404 is a FAILURE in Flower; its exception names state, reason and URL;
+    a stored URL's tasks are SUCCESS with the outcome as their result."""
+    missing, good = f"{page_server}/articles/no-such-page.html", f"{page_server}/articles/story-11.html"
+    out = json.loads(ingest("submit", missing, good, "--json", env=workers.env).stdout)
+    assert wait_terminal(state, out["batch"])["failed_reasons"] == {"http_404": 1}
+
+    tasks = _until(
+        lambda: json.loads(http_get(flower + "/api/tasks", auth=AUTH)[1]),
+        lambda t: (
+            any(v.get("state") == "FAILURE" for v in t.values())
+            and any(v.get("name") == "ingest.process" and v.get("state") == "SUCCESS" for v in t.values())
+        ),
+    )
+    (failed,) = [v for v in tasks.values() if v.get("state") == "FAILURE"]
+    assert failed["name"] == "ingest.fetch"
+    assert "failed:http_404" in failed["exception"] and missing in failed["exception"]
+    (stored,) = [v for v in tasks.values() if v.get("name") == "ingest.process"]
+    assert "stored" in stored["result"] and good in stored["result"]
