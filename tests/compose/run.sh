@@ -183,7 +183,9 @@ check "metrics exporter serves on host loopback, behind basic auth" sh -c \
 total=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["submitted"])' "$expected")
 stat() { in_fetch stats --json | python3 -c "import json, sys; s = json.load(sys.stdin); print(s['$1'])"; }
 t_submit=$(date +%s)
-in_fetch submit -f - < "$pages/urls.txt" > "$WORK/submit.log" 2>&1 || { cat "$WORK/submit.log"; exit 1; }
+# as the README says: a one-off container of the fetch-worker service
+"${PC[@]}" run --rm -T fetch-worker submit -f - < "$pages/urls.txt" > "$WORK/submit.log" 2>&1 \
+  || { cat "$WORK/submit.log"; exit 1; }
 log "submitted $total URLs"
 victim=$(c process-worker)
 host_before=$(podman exec "$victim" hostname)
@@ -208,7 +210,8 @@ log "all $total URLs terminal $((t_done - t_submit))s after submit ($((t_done - 
 # the process worker's warm shutdown publishes its part files; then read everything back
 "${PC[@]}" stop -t 75 process-worker > /dev/null 2>&1
 in_fetch stats --json > "$WORK/stats.json"
-in_fetch export --to - > "$WORK/export.jsonl" 2> "$WORK/export.err" || { cat "$WORK/export.err"; exit 1; }
+"${PC[@]}" run --rm -T fetch-worker export --to - > "$WORK/export.jsonl" 2> "$WORK/export.err" \
+  || { cat "$WORK/export.err"; exit 1; }
 podman exec "$(c fetch-worker)" sh -c 'find /data/records -name "*.jsonl" -exec cat {} +' \
   | python3 -c 'import json, sys; [print(json.loads(l)["id"]) for l in sys.stdin if l.strip()]' > "$WORK/raw-ids"
 check "no part file left in progress" \
