@@ -246,3 +246,43 @@ def test_a_paragraph_broken_over_source_lines_is_one_line():
     page = html(f"<article><div>{wrapped}</div><div>{PROSE[1]}</div><div>{PROSE[2]}</div></article>")
     lines = run(page).split("\n")
     assert lines[:3] == PROSE[:3]
+
+
+def test_when_trafilatura_finds_nothing_readability_lxml_gives_the_text(monkeypatch):
+    """A page trafilatura returns nothing for still gets its text, from readability-lxml, and says so."""
+    import worker.pipeline.extract as extract
+
+    monkeypatch.setattr(extract.trafilatura, "bare_extraction", lambda *a, **k: None)
+    doc = Extractor().extract(html(f"<article><h1>Ferry plan approved</h1>{paragraphs()}</article>"))
+    assert doc is not None
+    for p in PROSE:
+        assert p in doc.text
+    assert doc.extra[extract.EXTRACTOR_KEY]["name"] == "readability-lxml"
+    assert Extractor(fallback_below_chars=0).extract(html(f"<article>{paragraphs()}</article>")) is None
+
+
+def test_a_longer_fallback_text_is_taken_only_when_it_holds_trafilaturas(monkeypatch):
+    """Past the short-text case, readability's text must contain trafilatura's: another region is refused."""
+    import worker.pipeline.extract as extract
+
+    long_page = html(f"<article>{paragraphs() * 6}</article>")  # 2,400 characters of paragraphs
+    other = "\n".join(
+        f"Unrelated sidebar sentence number {i} about something else entirely." for i in range(80)
+    )
+    monkeypatch.setattr(extract, "paragraph_chars", lambda tree: 100_000)  # trafilatura kept under half
+    monkeypatch.setattr(extract, "readability_text", lambda tree: (other, []))
+    assert "Unrelated sidebar" not in Extractor().extract(long_page).text
+    superset = "\n".join(PROSE * 6 + PROSE * 6)
+    monkeypatch.setattr(extract, "readability_text", lambda tree: (superset, []))
+    assert Extractor().extract(long_page).text == superset
+
+
+def test_paragraph_chars_leave_out_navigation_and_footers():
+    """Only paragraphs outside nav, aside, header and footer count as the page's paragraph text."""
+    import trafilatura
+
+    from worker.pipeline.extract import paragraph_chars
+
+    tree = trafilatura.load_html(html("<nav><p>Menu text</p></nav><article><p>Ten chars.</p></article>"
+                                      "<footer><p>Footer words</p></footer>"))  # fmt: skip
+    assert paragraph_chars(tree) == len("Ten chars.")
