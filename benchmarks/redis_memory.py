@@ -87,14 +87,13 @@ def main() -> None:
             )
 
             from producers import submit
-            from worker.celery_app import app
 
             base = _used(r)
             m = args.messages
-            submit((f"https://queued{i % 101}.example/p/{i}" for i in range(m)), app=app, state=state)
+            submit((f"https://queued{i % 101}.example/p/{i}" for i in range(m)), state=state)
             queued = _used(r) - base
-            key_bytes = r.memory_usage("fetch", samples=0) or 0
-            rows.append(["fetch queue: one message (+ its frontier entry)", queued / m, key_bytes / m])
+            key_bytes = r.memory_usage(state.key("jobs"), samples=0) or 0
+            rows.append(["frontier: one pending URL (job, host queue, state)", queued / m, key_bytes / m])
         finally:
             EmbeddedRedis(redis_dir).stop()
 
@@ -103,12 +102,15 @@ def main() -> None:
 
     pages = corpus()
     packed = [
-        len(pack_page(FetchResult("u", "u", 200, {}, "text/html", "utf-8", h, len(h), 0.0))["html_z"])
-        for h in pages
+        len(pack_page(FetchResult("u", "u", 200, {}, "text/html", "utf-8", h, len(h), 0.0))) for h in pages
     ]
     html_kb = statistics.mean(len(h.encode()) for h in pages) / 1024
     rows.append(
-        [f"process queue: one packed page (HTML {html_kb:.0f} KiB mean)", statistics.mean(packed), "-"]
+        [
+            f"claim check: one fetched page in Redis (HTML {html_kb:.0f} KiB mean)",
+            statistics.mean(packed),
+            "-",
+        ]
     )
     table(
         f"Redis memory ({n} URLs and fingerprints, {args.messages} messages; pages: {corpus_name()})",
@@ -118,8 +120,10 @@ def main() -> None:
     result("redis_memory", "bytes per URL in the frontier", rows[0][1], unit="B")
     result("redis_memory", "bytes per text fingerprint", rows[1][1], unit="B")
     result("redis_memory", "bytes per canonical text, near-duplicate state", rows[2][1], unit="B")
-    result("redis_memory", "bytes per queued fetch message", rows[3][1], unit="B")
-    result("redis_memory", "bytes per queued process message (packed page)", rows[4][1], unit="B")
+    result("redis_memory", "bytes per pending URL in the frontier", rows[3][1], unit="B")
+    result(
+        "redis_memory", "bytes per fetched page waiting for processing (claim check)", rows[4][1], unit="B"
+    )
 
 
 if __name__ == "__main__":
