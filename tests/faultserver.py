@@ -214,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
         try:
             self._route(path, q)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client hung up (on purpose)
             self.close_connection = True
 
     def _route(self, path: str, q: dict[str, str]) -> None:
