@@ -16,7 +16,8 @@ Outcomes of the robots.txt fetch, as RFC 9309 section 2.3.1 says:
   the page fetch itself fails with the real reason instead of a misleading ``robots_disallowed``.
 
 Every robots.txt fetch has the fetcher's whole-exchange deadline: a server trickling its status line or
-headers is ``unreachable`` once the deadline passes.
+headers is ``unreachable`` once the deadline passes. Checks waiting on another process's fetch wait that
+deadline plus ``LOCK_MARGIN``, not a fixed minute.
 
 One process per origin fetches (a Redis lock); the others wait for its answer, so a new host sees one
 robots.txt request from the fleet, not one per thread.
@@ -42,6 +43,10 @@ DEFAULT_ROBOTS_MAX_BYTES = 500 * 1024
 
 UNREACHABLE_HOST_TTL = min(HostUnreachable.retry_delays or (1.0,)) / 2
 """Seconds a host that could not be reached (DNS, refused) stays cached: under its first quick retry."""
+
+LOCK_MARGIN = 5.0
+"""Seconds past the fetch deadline that checks wait on another process fetching the same robots.txt
+before they fetch it themselves (the holder died or hangs)."""
 
 _LOCAL_TTL = 60.0
 _LOCAL_MAX = 2048
@@ -93,7 +98,7 @@ class RobotsPolicy:
         max_crawl_delay: float = DEFAULT_MAX_CRAWL_DELAY,
         *,
         error_ttl: float = DEFAULT_ROBOTS_ERROR_TTL,
-        lock_timeout: float = 60.0,
+        lock_timeout: float | None = None,
         max_bytes: int = DEFAULT_ROBOTS_MAX_BYTES,
     ) -> None:
         if not user_agent:
@@ -109,6 +114,9 @@ class RobotsPolicy:
         self.error_ttl = float(error_ttl)
         self.key_prefix = key_prefix
         self.max_crawl_delay = float(max_crawl_delay)
+        if lock_timeout is None:
+            # how long others wait on the process fetching robots.txt: its whole fetch, plus a margin
+            lock_timeout = float(getattr(fetcher, "deadline", 55.0)) + LOCK_MARGIN
         self.lock_timeout = float(lock_timeout)
         self.max_bytes = int(max_bytes)
         self._unlock = redis_client.register_script(_UNLOCK)

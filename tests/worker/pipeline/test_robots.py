@@ -243,3 +243,24 @@ def test_robots_url_is_per_scheme_host_and_port() -> None:
         "https://example.com/robots.txt",
     )
     assert robots_url("http://example.com:8080/x")[1] == "http://example.com:8080/robots.txt"
+
+
+def test_a_stuck_fetch_elsewhere_is_waited_on_for_the_fetch_deadline_only(client, prefix, server) -> None:  # noqa: ANN001
+    """Another process holds the robots.txt fetch lock and never answers: a check waits the fetch deadline
+    plus a margin (then fetches for itself), not a fixed minute."""
+    from worker.pipeline.robots import LOCK_MARGIN
+
+    quick = Fetcher(
+        user_agent=UA,
+        connect_timeout=2,
+        read_timeout=2,
+        deadline=2,
+        max_bytes=1 << 20,
+        max_redirects=5,
+        allow_networks=["127.0.0.1/32"],
+    )
+    server.set_robots("User-agent: *\nDisallow: /private/\n")
+    client.set(f"{prefix}:robots:http://127.0.0.1:{server.port}:lock", "someone-else", px=600_000)
+    start = time.monotonic()
+    assert policy(client, quick, prefix).check(server.url("/private/1")) == (False, None)
+    assert time.monotonic() - start < 2 + LOCK_MARGIN + 2.5
