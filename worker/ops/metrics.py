@@ -114,6 +114,27 @@ class IngestCollector(Collector):
         yield CounterMetricFamily(
             "ingest_fetched_bytes", "Decoded body bytes fetched", value=raw.get("fetched_bytes", 0.0)
         )
+        f = self.state.frontier.stats(top=self.top_domains)
+        for name, key, doc in (
+            ("ingest_frontier_waiting", "waiting", "URLs waiting in the frontier for their host"),
+            ("ingest_frontier_hosts", "hosts", "Hosts with URLs waiting"),
+            ("ingest_frontier_hosts_ready", "hosts_ready", "Hosts whose next slot has come"),
+            ("ingest_frontier_fetching", "fetching", "URLs leased to the fetch stage"),
+            ("ingest_frontier_processing", "processing", "Fetched pages waiting for or in processing"),
+            ("ingest_frontier_retrying", "retrying", "URLs backing off after a transient fault"),
+        ):
+            yield GaugeMetricFamily(name, doc, value=f[key])
+        yield GaugeMetricFamily(
+            "ingest_dispatch_paused",
+            "1 while dispatch pauses for backpressure",
+            value=1 if f["paused"] else 0,
+        )
+        busiest = GaugeMetricFamily(
+            "ingest_frontier_host_waiting", "URLs waiting for the busiest hosts", labels=["host"]
+        )
+        for h in f["busiest"]:
+            busiest.add_metric([h["host"]], h["waiting"])
+        yield busiest
         domains = GaugeMetricFamily(
             "ingest_domain_failed_urls", "Failed URLs of the domains failing most", labels=["domain"]
         )

@@ -25,12 +25,17 @@ class Snapshot:
     summary: dict[str, Any]
     queues: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    frontier: dict[str, Any] = field(default_factory=dict)
 
 
 def take(state: StateStore, broker_url: str, batch: str | None = None) -> Snapshot:
     """Read one snapshot of the fleet (or of one batch) now."""
     return Snapshot(
-        time.monotonic(), summarize(state.counters(batch)), queue_depths(broker_url), state.metrics()
+        time.monotonic(),
+        summarize(state.counters(batch)),
+        queue_depths(broker_url),
+        state.metrics(),
+        state.frontier.stats(),
     )
 
 
@@ -50,7 +55,7 @@ def render(current: Snapshot, previous: Snapshot | None = None) -> Group:
     for row in ROWS:
         value = current.summary.get(row, 0)
         rate = "-"
-        if previous is not None and elapsed > 0:
+        if previous is not None and elapsed > 0 and row != "pending":  # a rate of ends, not of a level
             rate = f"{(value - previous.summary.get(row, 0)) / elapsed:.1f}"
         reasons = current.summary.get(f"{row}_reasons", {})
         table.add_row(row, str(value), rate, ", ".join(f"{k}: {v}" for k, v in reasons.items()))
@@ -63,7 +68,17 @@ def render(current: Snapshot, previous: Snapshot | None = None) -> Group:
         f"mean process {_mean(current.metrics, 'process_seconds')}, "
         f"{current.metrics.get('fetched_bytes', 0) / 1e6:.1f} MB fetched"
     )
-    return Group(table, queues, latency)
+    f = current.frontier
+    frontier = (
+        f"frontier: {f.get('waiting', 0)} waiting on {f.get('hosts', 0)} hosts "
+        f"({f.get('hosts_ready', 0)} ready), {f.get('fetching', 0)} fetching, "
+        f"{f.get('processing', 0)} to process, {f.get('retrying', 0)} backing off"
+        + (f"; dispatch paused: {f['paused']}" if f.get("paused") else "")
+        + "".join(
+            f"\n  {h['host']}: {h['waiting']} waiting, next in {h['next_in']} s" for h in f.get("busiest", [])
+        )
+    )
+    return Group(table, queues, latency, frontier)
 
 
 def watch(

@@ -108,3 +108,17 @@ def test_real_run_fills_latency_histograms_and_bytes(workers, state, page_server
     assert "ingest_fetch_seconds_count 1.0" in lines
     assert "ingest_process_seconds_count 1.0" in lines
     assert "ingest_fetched_bytes_total 0.0" not in lines
+
+
+def test_exporter_shows_the_frontier(state, exporter):
+    """URLs waiting in the frontier, per busiest host, are exported (what no broker queue shows)."""
+    from producers import submit
+
+    submit([f"https://busy.example/{n}" for n in range(3)] + ["https://calm.example/1"], state=state)
+    status, body = http_get(exporter() + "/metrics")
+    assert status == 200
+    lines = set(body.splitlines())
+    assert "ingest_frontier_waiting 4.0" in lines
+    assert "ingest_frontier_hosts 2.0" in lines
+    assert 'ingest_frontier_host_waiting{host="busy.example"} 3.0' in lines
+    assert "ingest_dispatch_paused 0.0" in lines
