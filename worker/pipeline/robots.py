@@ -41,8 +41,9 @@ from ingest_core.settings import DEFAULT_MAX_CRAWL_DELAY, DEFAULT_ROBOTS_ERROR_T
 DEFAULT_ROBOTS_MAX_BYTES = 500 * 1024
 """Bytes of robots.txt parsed (RFC 9309 asks for at least 500 KiB)."""
 
-UNREACHABLE_HOST_TTL = min(HostUnreachable.retry_delays or (1.0,)) / 2
-"""Seconds a host that could not be reached (DNS, refused) stays cached: under its first quick retry."""
+UNREACHABLE_HOST_TTL = min(HostUnreachable.retry_delays or (1.0,)) / 4
+"""Seconds a host that could not be reached (DNS, refused) stays cached: under its first quick retry, even
+with that retry's jitter (which may halve it), so every retry tries the host again."""
 
 LOCK_MARGIN = 5.0
 """Seconds past the fetch deadline that checks wait on another process fetching the same robots.txt
