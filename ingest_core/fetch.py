@@ -157,11 +157,13 @@ class _Watchdog:
     def arm(self, sock: socket.socket, when: float) -> _Alarm:
         alarm = _Alarm(sock, when)
         with self._cond:
+            earliest = not self._heap or when < self._heap[0][0]
             heapq.heappush(self._heap, (when, next(self._seq), alarm))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="fetch-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if earliest:  # the thread sleeps until the earliest deadline: wake it only when that moved
+                self._cond.notify()
         return alarm
 
     def cancel(self, alarm: _Alarm) -> None:
