@@ -8,6 +8,9 @@ Crawl-delay) and leases the URL to the fetch stage; only then is an ``ingest.fet
 task waits for politeness, the ``fetch`` queue stays about as long as the fleet's fetch concurrency, and
 any number of dispatchers can run at once.
 
+Pages fetched elsewhere (a WARC) are claimed by the same rules and enter at the process stage with
+their page already kept (:meth:`Frontier.enqueue_fetched`).
+
 Keys (``<p>`` is the key prefix; ids are 16 raw bytes)::
 
     <p>:urls            hash  id -> q:<token> while pending, <s|d|k|f>:<time> once terminal (StateStore)
@@ -195,6 +198,84 @@ if new + adopted > 0 then
   redis.call('LPUSH', P .. ':wake', '1')
   redis.call('LTRIM', P .. ':wake', 0, 0)
 end
+return out
+"""
+)
+
+# KEYS: prefix, counters, batch. ARGV: now (s), recrawl ttl, force, batch ttl, batch, page ttl s, process
+# lease ms, then quintuples of (raw id, host, job JSON without token, packed page, hex id). Pages fetched
+# elsewhere (a WARC): claimed by the rules of _ENQUEUE (submit mode), and each claimed URL skips the host
+# queue: its page goes under its claim-check key and the URL is leased to the process stage at once.
+# Replies per page: {token, gen} when claimed, 'p' when adopted (pending elsewhere: that fetch counts for
+# this batch too, this page is dropped), false when a duplicate.
+_ENQUEUE_FETCHED = (
+    _LIB
+    + """
+local now, ttl, force = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local bttl, batch = tonumber(ARGV[4]), ARGV[5]
+local pttl, plea = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now_m = now_ms()
+local out, dup, new, adopted = {}, 0, 0, 0
+local n = 0
+local function claim(id, job, page, hex)
+  local token = string.format('%.6f', now) .. '.' .. n
+  local gen = tostring(redis.call('HINCRBY', P .. ':fstat', 'gen', 1))
+  redis.call('HSET', P .. ':urls', id, 'q:' .. token)
+  redis.call('HSET', P .. ':jobs', id, job)
+  redis.call('SET', P .. ':page:' .. hex, page, 'EX', pttl)
+  redis.call('HSET', P .. ':stage', id, 'p:' .. gen)
+  redis.call('ZADD', P .. ':lease:p', now_m + plea, id)
+  return {token, gen}
+end
+for i = 8, #ARGV, 5 do
+  n = n + 1
+  local id, job, page, hex = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local v = redis.call('HGET', P .. ':urls', id)
+  local ok = false
+  if not v then ok = true
+  else
+    local st = string.sub(v, 1, 1)
+    if st == 'f' then ok = true
+    elseif st == 'q' then ok = 'pending'
+    elseif force then ok = true
+    elseif ttl > 0 and now - tonumber(string.sub(v, 3)) >= ttl then ok = true end
+  end
+  if ok == true then
+    out[#out + 1] = claim(id, job, page, hex)
+    new = new + 1
+  elseif ok == 'pending' then
+    local old = redis.call('HGET', P .. ':adopt', id)
+    local job0 = job_of(id)
+    local listed = old and string.find(' ' .. old .. ' ', ' ' .. batch .. ' ', 1, true)
+    local mine = job0 and (job0['batch'] == batch or listed)
+    if job0 and not mine then
+      redis.call('HSET', P .. ':adopt', id, old and (old .. ' ' .. batch) or batch)
+    end
+    if mine then
+      out[#out + 1] = false
+      dup = dup + 1
+    elseif force then
+      clear(id)
+      out[#out + 1] = claim(id, job, page, hex)
+    else
+      out[#out + 1] = 'p'
+    end
+    if not mine then adopted = adopted + 1 end
+  else
+    out[#out + 1] = false
+    dup = dup + 1
+  end
+end
+redis.call('HINCRBY', KEYS[2], 'submitted', new + dup)
+redis.call('HINCRBY', KEYS[3], 'submitted', n)
+if dup > 0 then
+  for _, k in ipairs({KEYS[2], KEYS[3]}) do
+    redis.call('HINCRBY', k, 'duplicate', dup)
+    redis.call('HINCRBY', k, 'duplicate:seen_url', dup)
+  end
+end
+if adopted > 0 then redis.call('HINCRBY', KEYS[3], 'adopted', adopted) end
+redis.call('EXPIRE', KEYS[3], bttl)
 return out
 """
 )
@@ -444,6 +525,7 @@ class Frontier:
         self.process_lease = process_lease
         self.page_ttl = page_ttl
         self._enqueue = client.register_script(_ENQUEUE)
+        self._enqueue_fetched = client.register_script(_ENQUEUE_FETCHED)
         self._dispatch = client.register_script(_DISPATCH)
         self._start = client.register_script(_START)
         self._handoff = client.register_script(_HANDOFF)
@@ -490,6 +572,56 @@ class Frontier:
             else:
                 out.accepted.append(job["id"])
         return out
+
+    def enqueue_fetched(
+        self,
+        jobs: Sequence[dict[str, Any]],
+        pages: Sequence[bytes],
+        *,
+        batch: str,
+        recrawl_ttl: int = 0,
+        force: bool = False,
+        batch_ttl: int = 7 * 24 * 3600,
+    ) -> tuple[EnqueueResult, list[dict[str, Any]]]:
+        """Claim jobs whose pages were fetched elsewhere (a WARC) straight into the process stage.
+
+        The claim and its counting are those of :meth:`enqueue`; each claimed URL's packed page (the format
+        of ``worker.runner.pack_page``) goes under its claim-check key and the URL is leased to the process
+        stage. Returns what was done and the jobs (with token and gen) to publish as ``ingest.process``.
+        """
+        out: EnqueueResult = EnqueueResult()
+        if not jobs:
+            return out, []
+        args: list[Any] = [
+            f"{time.time():.6f}",
+            recrawl_ttl,
+            int(force),
+            batch_ttl,
+            batch,
+            self.page_ttl,
+            round(self.process_lease * 1000),
+        ]
+        bodies = []
+        for job, page in zip(jobs, pages, strict=True):
+            body = {k: job.get(k) for k in ("url", "id", "host", "source", "hints")}
+            body["batch"], body["attempts"] = batch, 0
+            bodies.append(body)
+            raw = json.dumps(body, separators=(",", ":"))
+            args += [bytes.fromhex(job["id"]), job["host"], raw, page, job["id"]]
+        replies = self._enqueue_fetched(
+            keys=[self.prefix, self.key("counters"), self.key("batch", batch)], args=args
+        )
+        publish = []
+        for job, body, reply in zip(jobs, bodies, replies, strict=True):
+            if not reply:
+                out.duplicates += 1
+            elif isinstance(reply, bytes | str):
+                out.adopted.append(job["id"])
+            else:
+                out.accepted.append(job["id"])
+                token, gen = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+                publish.append({**body, "token": token, "gen": gen})
+        return out, publish
 
     # -- dispatch ----------------------------------------------------------------------------------------
 

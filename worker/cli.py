@@ -138,6 +138,10 @@ def _say(message: str) -> None:
 @click.option("-f", "--file", "files", multiple=True, help="File of URLs, one a line ('-' for stdin).")
 @source_options
 @click.option("--force", is_flag=True, help="Queue URLs again even if they were stored or are pending.")
+@click.option("--warc", "warcs", multiple=True, help="WARC/ARC file (path or http(s) URL); repeatable.")
+@click.option(
+    "--warc-list", "warc_lists", multiple=True, help="File of WARC paths/URLs, one a line (.gz ok)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def submit(
@@ -145,14 +149,23 @@ def submit(
     urls: tuple[str, ...],
     files: tuple[str, ...],
     force: bool,
+    warcs: tuple[str, ...],
+    warc_lists: tuple[str, ...],
     as_json: bool,
     **sources: tuple[str, ...],
 ) -> None:
-    """Validate URLs (positional, files, stdin, feeds, sitemaps) and queue them for the workers.
+    """Validate URLs (positional, files, stdin, feeds, sitemaps) and queue them for the workers; the pages
+    of WARC files (--warc, --warc-list) go straight to the process stage.
 
     Exits 1 when feeds or sitemaps were given and every one of them failed (nothing was read)."""
     settings = broker_settings(ctx)
-    result, web = _submit(urls, files, force, settings, **sources)
+    web = None
+    if urls or files or any(sources.values()) or not (warcs or warc_lists):
+        result, web = _submit(urls, files, force, settings, **sources)
+    else:
+        result = None
+    if warcs or warc_lists:
+        result = _submit_warcs(settings, warcs, warc_lists, force, result)
     if as_json:
         click.echo(
             json.dumps(
@@ -204,6 +217,113 @@ def _submit(
         raise SystemExit(EXIT_BROKER) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _submit_warcs(
+    settings: Settings,
+    warcs: tuple[str, ...],
+    warc_lists: tuple[str, ...],
+    force: bool,
+    result: Any,
+    collect_ids: set[str] | None = None,
+    stop: list[str] | None = None,
+) -> Any:
+    """Submit the pages of WARC files into the batch of ``result`` (a new one when None): each claimed page
+    is published as an ``ingest.process`` task by name. Returns the batch's ``SubmitResult``."""
+    import itertools
+
+    import redis
+
+    from ingest_core.fetch import Fetcher
+    from ingest_core.state import state_from_settings
+    from producers import BrokerUnavailable
+    from producers.cli import tracking_params
+    from producers.sources.warc import WarcIngest, iter_warc_list
+
+    app, publish = _process_publisher(settings)
+    queue = redis.Redis.from_url(settings.broker_url) if settings.broker_url.startswith("redis") else None
+
+    def wait_room() -> None:
+        # backpressure as for the dispatcher: the WARC is read no faster than the process stage takes pages
+        while queue is not None and queue.llen(PROCESS_QUEUE_NAME) > settings.process_queue_max:
+            if stop:
+                raise _Interrupted
+            time.sleep(0.2)
+        if stop:
+            raise _Interrupted
+
+    kwargs: dict[str, Any] = {} if result is None else {"batch": result.batch}
+    ingest = WarcIngest(
+        state_from_settings(settings),
+        publish,
+        max_bytes=settings.max_bytes,
+        force=force,
+        max_url_length=settings.max_url_length,
+        strip_params=tracking_params(settings),
+        fetcher=Fetcher.from_settings(settings),
+        wait_room=wait_room,
+        collect_ids=collect_ids,
+        **kwargs,
+    )
+    try:
+        done = ingest.submit(itertools.chain(warcs, iter_warc_list(warc_lists)))
+    except (redis.RedisError, BrokerUnavailable) as exc:
+        _say(f"error: state store or broker unreachable: {exc}")
+        raise SystemExit(EXIT_BROKER) from None
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        app.close()
+    problems = {k: v for k, v in ingest.counts.items() if ":" in k}
+    _say(
+        f"warc: {ingest.counts['pages']} pages, {ingest.counts['accepted']} queued for processing, "
+        f"{ingest.counts['duplicates']} already seen, {ingest.counts['adopted']} already pending"
+        + (", " + ", ".join(f"{k} {v}" for k, v in sorted(problems.items())) if problems else "")
+    )
+    if result is None:
+        return done
+    for name in ("submitted", "accepted", "adopted", "duplicates", "rejected_total"):
+        setattr(result, name, getattr(result, name) + getattr(done, name))
+    return result
+
+
+PROCESS_QUEUE_NAME = "process"
+"""The process stage's queue (``worker.celery_app.PROCESS_QUEUE``, not imported: that module builds the
+workers' app)."""
+
+
+def _process_publisher(settings: Settings) -> tuple[Any, Callable[[list[dict[str, Any]]], None]]:
+    """A small Celery app on the broker that publishes ``ingest.process`` tasks by name."""
+    from celery import Celery
+    from kombu import Exchange, Queue
+
+    app = Celery("ingest-warc", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_queues=[
+            Queue(
+                PROCESS_QUEUE_NAME,
+                Exchange(PROCESS_QUEUE_NAME, type="direct"),
+                routing_key=PROCESS_QUEUE_NAME,
+            )
+        ],
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+    )
+
+    def publish(jobs: list[dict[str, Any]]) -> None:
+        with app.producer_or_acquire() as producer:
+            for job in jobs:
+                app.send_task(
+                    "ingest.process",
+                    args=(job,),
+                    queue=PROCESS_QUEUE_NAME,
+                    producer=producer,
+                    argsrepr=f"({job['url']!r},)",
+                )
+
+    return app, publish
 
 
 # -- worker ------------------------------------------------------------------------------------------------
@@ -339,6 +459,10 @@ class _Interrupted(Exception):
 @click.option("-f", "--file", "files", multiple=True, help="File of URLs, one a line ('-' for stdin).")
 @source_options
 @click.option("--force", is_flag=True, help="Fetch URLs again even if they were stored or are pending.")
+@click.option("--warc", "warcs", multiple=True, help="WARC/ARC file (path or http(s) URL); repeatable.")
+@click.option(
+    "--warc-list", "warc_lists", multiple=True, help="File of WARC paths/URLs, one a line (.gz ok)."
+)
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes of the process worker.")
 @click.option("--fetch-concurrency", type=int, default=None, help="Threads of the fetch worker.")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
@@ -350,6 +474,8 @@ def run(
     urls: tuple[str, ...],
     files: tuple[str, ...],
     force: bool,
+    warcs: tuple[str, ...],
+    warc_lists: tuple[str, ...],
     concurrency: int | None,
     fetch_concurrency: int | None,
     timeout: float | None,
@@ -362,8 +488,9 @@ def run(
     Ctrl-C stops the workers cleanly and prints the summary so far; the same command again finishes what
     is left (nothing fetched twice). Exit: 0 nothing of this run pending, 3 broker unreachable, 4 timed
     out with URLs pending, 130 interrupted with URLs pending."""
-    if not urls and not files and not any(sources.values()):
-        raise click.UsageError("give URLs, -f FILE, --feed, --sitemap or --feeds-file")
+    url_sources = bool(urls or files or any(sources.values()))
+    if not url_sources and not warcs and not warc_lists:
+        raise click.UsageError("give URLs, -f FILE, --feed, --sitemap, --feeds-file, --warc or --warc-list")
     if output == "-" and as_json:
         raise click.UsageError("-o - and --json both write to stdout: choose one")
     from ingest_core.state import state_from_settings
@@ -401,9 +528,12 @@ def run(
                 raise _Interrupted
 
         try:
-            result, _web = _submit(
-                urls, files, force, settings, on_progress=progress, collect_ids=ids, **sources
-            )
+            if url_sources:
+                result, _web = _submit(
+                    urls, files, force, settings, on_progress=progress, collect_ids=ids, **sources
+                )
+            if warcs or warc_lists:
+                result = _submit_warcs(settings, warcs, warc_lists, force, result, ids, stop)
         except _Interrupted:
             result = None
         if result is not None:
