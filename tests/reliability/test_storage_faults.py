@@ -61,6 +61,10 @@ def test_process_worker_killed_between_write_and_finish_restarted_under_another_
         broker, tmp_path, str(records),
         INGEST_ROTATE_SECONDS="3600",  # parts stay open until the kill: only ownership by lock saves them
         INGEST_TEST_STALL_DIR=str(stall),
+        # a started process task holds its URL for its hard time limit (extract + storage retry + 60 s):
+        # short limits, so that the killed worker's URLs come back within the test's deadline
+        INGEST_EXTRACT_TIMEOUT="10",
+        INGEST_STORAGE_RETRY_MAX="20",
     )  # fmt: skip
     env["PYTHONPATH"] = f"{STALL_DIR}{os.pathsep}{env['PYTHONPATH']}"
     n = 30
@@ -136,7 +140,10 @@ def test_disk_that_fills_mid_run_loses_nothing_and_publishes_no_torn_line(
         with FlakySite() as site:
             urls = [f"{site.base}/a/{i}" for i in range(n)]
             submit(env, urls)
-            wait_for(lambda: "storage unavailable" in worker.log(), "a write refused by the full disk", 180)
+            wait_for(
+                lambda: "storage unavailable" in worker.log() or stats(env)["failed"],
+                "a write refused by the full disk", 180,
+            )  # fmt: skip
             at_full = stats(env)
             assert at_full["pending"] > 0 and at_full["failed"] == 0, at_full
             filler.unlink()
@@ -305,6 +312,8 @@ def test_s3_stopped_and_restarted_every_record_uploaded_once_with_no_new_write(
             waiting = wait_for(
                 lambda: [p for p in spool.rglob("*.jsonl") if p.is_file()], "parts waiting in the spool", 60
             )
+            # every part published (its upload failed), none still open: nothing will be written again
+            wait_for(lambda: not list(spool.rglob(f"*{INPROGRESS}")), "no part still open in the spool", 60)
             start_s3()
             t0 = time.monotonic()
             expected = {url_id(canonicalize(u)) for u in before + after}

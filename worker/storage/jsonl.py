@@ -304,6 +304,14 @@ class JsonlStore:
     def _publish(self) -> bool:
         """Rename the current part to its published name; False (part still open, ours) when that fails."""
         assert self._fd is not None and self._path is not None
+        if self._size == 0:  # every write to it failed (disk full): nothing to publish
+            try:
+                self._path.unlink()
+            except OSError as exc:
+                log.warning("could not remove empty part %s: %s", self._path, exc)
+            fd, self._fd, self._path = self._fd, None, None
+            os.close(fd)
+            return True
         target = self._path.with_name(self._path.name.removesuffix(INPROGRESS))
         try:
             os.fsync(self._fd)

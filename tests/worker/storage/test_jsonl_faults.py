@@ -138,6 +138,20 @@ def test_short_write_then_enospc_is_cut_back_and_transient(tmp_path, monkeypatch
     assert [r["id"] for r in store.read()] == [f"{0:032x}", f"{2:032x}"]
 
 
+def test_part_whose_only_write_failed_is_removed_not_published_empty(tmp_path, monkeypatch):
+    """A new part whose first write hit ENOSPC holds nothing: closing the store removes it, unpublished."""
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = JsonlStore(tmp_path, rotate_seconds=3600)
+    monkeypatch.setattr(jsonl_module.os, "write", full)
+    with pytest.raises(StorageUnavailable):
+        store.write(make_record(1))
+    store.close()
+    assert not [p for p in tmp_path.rglob("part-*")]
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A real 256 KiB tmpfs under the test's tmp dir (root only), unmounted afterwards."""
