@@ -78,7 +78,14 @@ class Dispatcher:
         capacity = max(self.frontier.capacity(), self.concurrency)
         jobs, next_in = self.frontier.dispatch(capacity, capacity)
         if jobs:
-            self.publish_fetch(jobs)
+            try:
+                self.publish_fetch(jobs)
+            except Exception:
+                # the broker refused (down, or a full Redis): give the URLs back at once rather than let
+                # them wait for their lease; a message that did get out finds its generation gone
+                for job in jobs:
+                    self.frontier.retry_later(job, None, int(job.get("attempts") or 0))
+                raise
             return len(jobs), 0.0
         return 0, MAX_SLEEP if next_in is None else min(MAX_SLEEP, next_in)
 

@@ -253,19 +253,23 @@ def _start_dispatcher(sender: Any = None, **_: Any) -> None:
     # every worker that consumes the fetch queue runs one dispatcher thread; they share the frontier safely
     from worker.ops.queues import queue_depths
 
-    consumer = getattr(sender, "consumer", None)
-    queues = {q.name for q in getattr(getattr(consumer, "task_consumer", None), "queues", [])}
+    # the sender is the worker's Consumer (celery.apps.worker sends it); a WorkController has .consumer
+    consumer = sender if hasattr(sender, "task_consumer") else getattr(sender, "consumer", None)
+    queues = {q.name for q in getattr(getattr(consumer, "task_consumer", None), "queues", None) or []}
+    if not queues:
+        queues = set(getattr(app.amqp.queues, "consume_from", None) or {})
     if queues and FETCH_QUEUE not in queues:
-        return
+        return  # a process-only worker dispatches nothing
     broker = app.conf.broker_url
 
     def depth(name: str) -> int:
         return int(queue_depths(broker).get(name, 0) or 0)
 
-    concurrency = int(getattr(sender, "concurrency", 0) or settings.fetch_concurrency)
+    controller = getattr(consumer, "controller", None) or sender
+    concurrency = int(getattr(controller, "concurrency", 0) or settings.fetch_concurrency)
     dispatcher = Dispatcher(
         _state().frontier,
-        worker=str(getattr(sender, "hostname", "") or f"worker-{id(sender)}"),
+        worker=str(getattr(consumer, "hostname", "") or f"worker-{id(sender)}"),
         concurrency=concurrency,
         publish_fetch=_send_fetch,
         publish_process=_send_process,

@@ -78,3 +78,29 @@ def test_sweep_publishes_a_lost_process_task_again_with_a_new_generation(redis_c
     assert not frontier.start(job, 60)  # the old generation is gone
     assert frontier.start(again, 60)
     assert frontier.page(job["id"]) == b"page"  # the page was kept: no second fetch
+
+
+def test_urls_whose_publish_failed_go_back_to_the_frontier_at_once(redis_client):
+    """A broker that refuses the publish does not leave the URLs leased until their lease runs out."""
+    state, frontier = _setup(redis_client)
+    submit(["https://a.example/1", "https://b.example/1"], state=state)
+
+    def refuse(jobs):
+        raise ConnectionError("broker down")
+
+    d = Dispatcher(
+        frontier,
+        worker="w1",
+        concurrency=4,
+        publish_fetch=refuse,
+        publish_process=refuse,
+        queue_depth=lambda q: 0,
+    )
+    try:
+        d.round()
+    except ConnectionError:
+        pass
+    s = frontier.stats()
+    assert (s["fetching"], s["waiting"]) == (0, 2)
+    sent: list = []
+    assert _dispatcher(frontier, {"fetch": 0, "process": 0}, sent).round()[0] == 2
