@@ -312,8 +312,18 @@ def test_s3_stopped_and_restarted_every_record_uploaded_once_with_no_new_write(
             waiting = wait_for(
                 lambda: [p for p in spool.rglob("*.jsonl") if p.is_file()], "parts waiting in the spool", 60
             )
-            # every part published (its upload failed), none still open: nothing will be written again
-            wait_for(lambda: not list(spool.rglob(f"*{INPROGRESS}")), "no part still open in the spool", 60)
+
+            # every part published and its upload failed (no attempt still under way), none open: from here
+            # on only a retry of our own can upload them, no new write will
+            def settled() -> bool:
+                failures = [line for line in worker.log().splitlines() if "kept in spool" in line]
+                parts = [p for p in spool.rglob("part-*") if p.is_file()]
+                return bool(parts) and all(
+                    not p.name.endswith(INPROGRESS) and any(p.name in line for line in failures)
+                    for p in parts
+                )
+
+            wait_for(settled, "every spooled part published and its upload failed", 120)
             start_s3()
             t0 = time.monotonic()
             expected = {url_id(canonicalize(u)) for u in before + after}

@@ -100,15 +100,19 @@ class S3Storage:
         """
         n, failed = 0, False
         with self._upload_lock:
-            for path in sorted(self.spool_dir.rglob("part-*.jsonl*")):
-                if path.name.endswith(INPROGRESS) or not path.exists():
+            parts = [
+                p for p in sorted(self.spool_dir.rglob("part-*.jsonl*")) if not p.name.endswith(INPROGRESS)
+            ]
+            for i, path in enumerate(parts):
+                if not path.exists():
                     continue
                 try:
                     self._upload(path)
                 except FileNotFoundError:
                     continue
-                except Exception as exc:  # S3 away, or refusing: keep the part, try again later
-                    log.warning("upload of %s failed, kept in spool: %s", path, exc)
+                except Exception as exc:  # S3 away, or refusing: keep the parts, try again later
+                    kept = ", ".join(p.name for p in parts[i:])
+                    log.warning("upload of %s failed, kept in spool (%s): %s", path, kept, exc)
                     failed = True
                     break
                 n += 1
