@@ -107,11 +107,13 @@ cat > "$INGEST_ENV_FILE" << 'EOF'
 INGEST_ALLOW_PRIVATE_NETWORKS=true
 INGEST_HOST_INTERVAL=0
 INGEST_RESPECT_ROBOTS=false
-# a killed worker's pages come back within a minute, not 15 (frontier leases) or an hour (broker)
+# a killed worker's pages come back within two minutes, not 6.5 (a started process task holds its URL for
+# INGEST_EXTRACT_TIMEOUT + INGEST_STORAGE_RETRY_MAX + 60 s) or an hour (broker visibility timeout)
+INGEST_EXTRACT_TIMEOUT=15
+INGEST_STORAGE_RETRY_MAX=15
 INGEST_PROCESS_LEASE=45
 INGEST_FETCH_LEASE=45
 INGEST_VISIBILITY_TIMEOUT=30
-INGEST_REDELIVER_AFTER=60
 # passes through to the fetch worker's threads (the compose command no longer overrides it)
 INGEST_FETCH_CONCURRENCY=8
 EOF
