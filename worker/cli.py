@@ -245,9 +245,13 @@ def _submit_warcs(
 
     def wait_room() -> None:
         # backpressure as for the dispatcher: the WARC is read no faster than the process stage takes pages
-        while queue is not None and queue.llen(PROCESS_QUEUE_NAME) > settings.process_queue_max:
+        since = time.monotonic()
+        while queue is not None and (depth := queue.llen(PROCESS_QUEUE_NAME)) > settings.process_queue_max:
             if stop:
                 raise _Interrupted
+            if time.monotonic() - since > 30:
+                _say(f"warc: waiting for the process queue ({depth} pages) to drain: are process workers up?")
+                since = time.monotonic()
             time.sleep(0.2)
         if stop:
             raise _Interrupted
@@ -537,8 +541,13 @@ def run(
         except _Interrupted:
             result = None
         if result is not None:
-            if before:
-                _say(f"{before} URLs of earlier runs are still pending in this data directory; they go too")
+            if result.adopted:
+                _say(
+                    f"{result.adopted} URLs of this input were pending from an earlier run: finishing them"
+                )
+            others = max(0, before - result.adopted)
+            if others:
+                _say(f"{others} other URLs of earlier runs are pending in this data directory; they go too")
             summary, reason_end = _wait(result.batch, procs, timeout, state, stop, t0)
     except KeyboardInterrupt:
         reason_end = "interrupted"
@@ -566,8 +575,8 @@ def run(
             "records": storage if "://" in storage else str(Path(storage).resolve()),
             "failures_file": str(failures_path.resolve()),
             "broker": settings.broker_url,
-            "adopted": summary.get("adopted", 0) if isinstance(summary.get("adopted"), int) else 0,
-            "earlier_pending": before,
+            "earlier_pending": max(0, before - result.adopted),
+            "resumed": result.adopted,
             "examples": _examples(state, result.batch),
             "limit": _limiting_factor(state, settings, summary, elapsed),
             "ended": reason_end if not stop else "interrupted",
@@ -803,8 +812,10 @@ def _print_summary(s: dict, title: str) -> None:
         _say(f"records in {s['records']}")
     if s.get("limit"):
         _say(f"limited by {s['limit']}")
+    if s.get("resumed"):
+        _say(f"{s['resumed']} URLs were resumed from an earlier run")
     if s.get("earlier_pending"):
-        _say(f"{s['earlier_pending']} URLs of earlier runs were pending when this run started")
+        _say(f"{s['earlier_pending']} other URLs of earlier runs were pending when this run started")
 
 
 # -- stats, failures, cancel, extract ------------------------------------------------------------------------
