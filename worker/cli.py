@@ -542,9 +542,7 @@ def run(
             result = None
         if result is not None:
             if result.adopted:
-                _say(
-                    f"{result.adopted} URLs of this input were pending from an earlier run: finishing them"
-                )
+                _say(f"{result.adopted} URLs of this input were pending from an earlier run: finishing them")
             others = max(0, before - result.adopted)
             if others:
                 _say(f"{others} other URLs of earlier runs are pending in this data directory; they go too")
