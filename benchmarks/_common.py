@@ -61,8 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
         if path.startswith("/p/") and path[3:].isdigit():
-            pages = self.server.pages
-            body, status = pages[int(path[3:]) % len(pages)], 200
+            pages, i = self.server.pages, int(path[3:])
+            body, status = pages[i % len(pages)], 200
+            if self.server.distinct:  # every URL its own document: each paragraph ends with its number
+                body = body.replace(b"</p>", f" (edition {i})</p>".encode())
         else:
             body, status = b"<html><body>not found</body></html>", 404
         self.send_response(status)
@@ -78,9 +80,11 @@ class PageServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, pages: Sequence[str]) -> None:
+    def __init__(self, pages: Sequence[str], *, distinct: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.pages = [p.encode("utf-8") for p in pages]
+        self.distinct = distinct
+        """Mark each URL's page (its paragraphs) so that no two URLs serve the same document."""
         self.base = f"http://127.0.0.1:{self.server_address[1]}"
 
     def handle_error(self, request: object, client_address: object) -> None:

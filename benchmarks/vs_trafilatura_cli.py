@@ -5,7 +5,8 @@ trafilatura gets a config file with ``SLEEP_TIME = 0`` (no per-domain pause: eve
 loopback host) and ``SSRF_PROTECTION = off`` (so it may fetch loopback), and writes JSON with metadata to a
 directory, as we write records. Both commands are timed whole, start-up included, in the same run;
 ``ingest run`` starts its own embedded Redis and workers. The CLI runs before and after ours and the mean
-is its rate, so load from other processes hits both. Goal: ours >= 1.8x the pages/s of the CLI.
+is its rate, so load from other processes hits both. Goal: ours >= 2.0x the pages/s of the CLI, on
+distinct documents (each URL's paragraphs are marked): the table shows how many each wrote.
 
 Note: the CLI downloads with ``--parallel`` threads but extracts in its main thread (one core), so on a
 machine with C cores the ceiling of this ratio is about C x our efficiency (throughput.py), minus start-up.
@@ -31,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PageServer, corpus, corpus_name, page_urls, result, table  # noqa: E402
 from throughput import run_ingest  # noqa: E402
 
-GOAL = 1.8
-"""Pages/s of ``ingest run`` over the trafilatura CLI's."""
+GOAL = 2.0
+"""Pages/s of ``ingest run`` over the trafilatura CLI's (issue 14), on distinct documents."""
 
 
 def trafilatura_config(path: Path) -> Path:
@@ -73,7 +74,9 @@ def main() -> None:
     args = parser.parse_args()
 
     pages = corpus()
-    with PageServer(pages) as server:
+    # distinct documents: the CLI drops a page whose text it has seen (the corpus repeats every 181 pages),
+    # which would shrink its work; marked paragraphs make each URL its own document
+    with PageServer(pages, distinct=True) as server:
         urls = page_urls(server.base, args.pages)
         with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
             before_s, cli_docs = run_cli(urls, args.parallel, Path(tmp))
@@ -82,6 +85,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
             after_s, _ = run_cli(urls, args.parallel, Path(tmp))
     cli_s = (before_s + after_s) / 2
+    # INGEST_KEEP_DUPLICATES=true: every page is written, stored or flagged as a (near-)duplicate
+    written = ours.get("stored", 0) + ours.get("duplicate", 0)
     cli_rate = args.pages / cli_s
     ours_rate = ours["cold_pages_per_s"]
     table(
@@ -90,14 +95,14 @@ def main() -> None:
         [
             [f"trafilatura -i urls.txt --parallel {args.parallel} (runs: {before_s:.1f} s, {after_s:.1f} s)",
              cli_s, cli_docs, cli_rate, 1.0],
-            [f"ingest run -c {args.concurrency}", ours["cold_seconds"], ours.get("stored", 0), ours_rate,
+            [f"ingest run -c {args.concurrency}", ours["cold_seconds"], written, ours_rate,
              ours_rate / cli_rate],
             ["ingest run, steady state (start-up excluded)", "-", "-", ours["steady_pages_per_s"],
              ours["steady_pages_per_s"] / cli_rate],
         ],
     )  # fmt: skip
     result("vs_trafilatura_cli", "pages/s vs trafilatura CLI --parallel 16", ours_rate, cli_rate, goal=GOAL,
-           unit="pages/s", cli_documents=cli_docs, our_documents=ours.get("stored", 0))  # fmt: skip
+           unit="pages/s", cli_documents=cli_docs, our_documents=written)  # fmt: skip
 
 
 if __name__ == "__main__":
