@@ -3,6 +3,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
 from tests.worker.storage.conftest import make_record
 from worker.storage import export, open_storage
@@ -75,3 +76,34 @@ def test_unparseable_published_date_is_null_but_kept_in_jsonb(postgres_url, pg_t
     with psycopg.connect(postgres_url) as conn:
         row = conn.execute(f"SELECT published, record->>'published' FROM {pg_table}").fetchone()
     assert row == (None, "last tuesday")
+
+
+def test_write_after_the_servers_side_of_the_connection_was_terminated_goes_through(postgres_url, pg_table):
+    """The pool checks a connection before lending it: a backend killed server-side (a restart, an admin's
+    pg_terminate_backend) costs the next write nothing."""
+    store = PostgresStorage(postgres_url, table=pg_table, pool_size=1)
+    store.write(make_record(1))
+    with store.pool.connection() as conn:
+        pid = conn.info.backend_pid
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    store.write(make_record(2))
+    assert store.count() == 2
+    store.close()
+
+
+def test_database_refusing_connections_is_storage_unavailable(postgres_url, pg_table):
+    """No server at all (a closed port): a write raises StorageUnavailable (transient), not a crash."""
+    from ingest_core.embedded import free_port
+    from ingest_core.errors import StorageUnavailable
+
+    store = PostgresStorage(postgres_url, table=pg_table, pool_size=1)
+    store.write(make_record(1))
+    store.pool.close()
+    store.pool = type(store.pool)(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/none", min_size=1, max_size=1, open=True, timeout=1
+    )
+    with pytest.raises(StorageUnavailable) as caught:
+        store.write(make_record(2))
+    assert caught.value.reason == "storage_unavailable" and "PostgreSQL write" in caught.value.detail
+    store.pool.close()
