@@ -37,6 +37,9 @@ def _env(broker: AppendOnlyRedis, tmp_path: Path) -> dict[str, str]:
             "INGEST_ALLOW_PRIVATE_NETWORKS": "true",
             "INGEST_KEY_PREFIX": f"out{uuid.uuid4().hex[:6]}",
             "INGEST_VISIBILITY_TIMEOUT": "20",
+            # a message the broker lost in the crash comes back when its frontier lease runs out
+            "INGEST_FETCH_LEASE": "20",
+            "INGEST_PROCESS_LEASE": "20",
             "INGEST_RETRY_BACKOFF": "0.2",
             "INGEST_HOST_INTERVAL": "0",
             "PYTHONPATH": str(REPO),
