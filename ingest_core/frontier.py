@@ -364,6 +364,17 @@ return 1
 """
 )
 
+# KEYS: prefix. ARGV: id, token, gen, lease ms. A running task's heartbeat: extends its started lease.
+_RENEW = (
+    _LIB
+    + """
+local st = holds(ARGV[1], ARGV[2], ARGV[3])
+if not st or string.sub(redis.call('HGET', P .. ':stage', ARGV[1]), -2) ~= ':s' then return 0 end
+redis.call('ZADD', P .. ':lease:' .. st, 'XX', now_ms() + tonumber(ARGV[4]), ARGV[1])
+return 1
+"""
+)
+
 # KEYS: prefix. ARGV: id, token, gen, page bytes, page ttl s, process lease ms, hex id.
 # The fetch is done: the page goes under its claim-check key and the URL is leased to the process stage.
 _HANDOFF = (
@@ -529,6 +540,7 @@ class Frontier:
         self._dispatch = client.register_script(_DISPATCH)
         self._start = client.register_script(_START)
         self._handoff = client.register_script(_HANDOFF)
+        self._renew = client.register_script(_RENEW)
         self._retry = client.register_script(_RETRY)
         self._expire = client.register_script(_EXPIRE)
         self._host_interval = client.register_script(_HOST_INTERVAL)
@@ -640,6 +652,16 @@ class Frontier:
         """A task begins its stage: True when it still holds the URL (its lease is extended)."""
         return bool(
             self._start(
+                keys=[self.prefix],
+                args=[bytes.fromhex(job["id"]), job["token"], job["gen"], round(lease * 1000)],
+            )
+        )
+
+    def renew(self, job: dict[str, Any], lease: float) -> bool:
+        """A running task's heartbeat: its lease now runs ``lease`` seconds from now; False when it no
+        longer holds the URL."""
+        return bool(
+            self._renew(
                 keys=[self.prefix],
                 args=[bytes.fromhex(job["id"]), job["token"], job["gen"], round(lease * 1000)],
             )

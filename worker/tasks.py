@@ -169,9 +169,33 @@ def _send_fetch(jobs: list[dict[str, Any]]) -> None:
             fetch.apply_async((job,), queue=FETCH_QUEUE, producer=producer, argsrepr=f"({job['url']!r},)")
 
 
-PROCESS_RUN_LEASE = settings.extract_timeout + settings.storage_retry_max + 60
-"""Seconds a started process task holds its URL: its hard time limit. Past it the task is gone (its worker
-was killed) and the sweeper publishes the URL's process task again."""
+PROCESS_RUN_LEASE = settings.process_lease
+"""Seconds a started process task holds its URL without a heartbeat; a running task renews it every
+third of that, so once the lease runs out its worker is gone (killed) and the URL's process task is
+published again."""
+
+
+class _Heartbeat:
+    """Renews a running task's lease from a daemon thread until stopped (a killed process stops it too)."""
+
+    def __init__(self, frontier: Any, job: dict[str, Any], lease: float) -> None:
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(frontier, job, lease), daemon=True)
+
+    def _run(self, frontier: Any, job: dict[str, Any], lease: float) -> None:
+        while not self.stop.wait(lease / 3):
+            try:
+                if not frontier.renew(job, lease):
+                    return
+            except Exception:  # Redis away: the task itself rides the outage out; try again next beat
+                log.debug("lease renewal failed", exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
 
 
 @app.task(
@@ -196,8 +220,9 @@ def process(self: Any, job: dict[str, Any]) -> str:
         return f"page gone, fetching again {j.url}"
     page = unpack_page(blob)
     try:
-        # a Redis error mid-way (content dedupe) re-runs the stage: nothing is stored before dedupe
-        outcome = through_outage(p.process_job, j, page)
+        with _Heartbeat(frontier, job, PROCESS_RUN_LEASE):
+            # a Redis error mid-way (content dedupe) re-runs the stage: nothing is stored before dedupe
+            outcome = through_outage(p.process_job, j, page)
     except Reject:
         raise
     except Exception as exc:

@@ -104,3 +104,24 @@ def test_urls_whose_publish_failed_go_back_to_the_frontier_at_once(redis_client)
     assert (s["fetching"], s["waiting"]) == (0, 2)
     sent: list = []
     assert _dispatcher(frontier, {"fetch": 0, "process": 0}, sent).round()[0] == 2
+
+
+def test_a_running_task_renews_its_lease_and_a_dead_one_is_taken_back(redis_client):
+    """renew() keeps a started lease alive; once renewals stop, the sweep publishes the task again."""
+    state, frontier = _setup(redis_client, process_lease=0.001)
+    submit(["https://beat.example/a"], state=state)
+    sent: list = []
+    d = _dispatcher(frontier, {"fetch": 0, "process": 0}, sent)
+    d.round()
+    (job,) = sent
+    assert frontier.start(job, 60) and frontier.handoff(job, b"page") and frontier.start(job, 60)
+    assert frontier.renew(job, 60)  # alive: a sweep takes nothing back
+    sent.clear()
+    assert d.sweep() == 0 and sent == []
+    assert frontier.renew(job, 0.001)  # the last beat of a worker that then dies
+    deadline = time.monotonic() + 10
+    while not sent:
+        d.sweep()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not frontier.renew(job, 60)  # the old generation cannot renew any more
