@@ -1,13 +1,15 @@
 """Decode stage: page bytes -> HTML text, the same way for fetched responses and local files.
 
-The charset is found as the fetcher finds it (``ingest_core.fetch.decode_html``: BOM, then the declared
-charset, then ``<meta charset>``, then detection), and the result is checked: a page that decodes only
+Bytes that are valid UTF-8 (and not plain ASCII) are UTF-8; otherwise the charset is found as the fetcher
+finds it (``ingest_core.fetch.decode_html``: BOM, then the declared charset, then ``<meta charset>``, then
+detection). The result is checked: a page that decodes only
 with many replacement characters is ``Skip("decode_error")``; one whose text is mostly control or
 unassigned characters (random or binary bytes behind an HTML-looking start) is ``Skip("not_html")``.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 
 from ingest_core.errors import Skip
@@ -25,6 +27,7 @@ real HTML has next to none, random bytes decoded as a single-byte code page have
 MIN_BAD_CHARS = 8
 """Below this many bad characters a page is never refused, whatever its size."""
 
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([a-zA-Z0-9_.:\-]+)""", re.IGNORECASE)
 # C0/C1 controls other than tab, LF, CR, FF; surrogates; private use; noncharacters
 _UNPRINTABLE = re.compile(
@@ -39,6 +42,16 @@ def decode_html(raw: bytes, content_type: str | None = None) -> str:
     """
     if looks_binary(raw):
         raise Skip("not_html", "the bytes are binary (magic number or NUL bytes)")
+    if not raw.startswith(_BOMS) and not raw.isascii():
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            # valid UTF-8 with non-ASCII bytes is UTF-8 whatever the page declares: legacy text is next to
+            # never valid UTF-8, while pages re-saved as UTF-8 keep their old <meta charset> (gb2312...)
+            check_text(text, "utf-8")
+            return text
     match = _CHARSET.search(content_type or "")
     text, encoding = _decode_bytes(raw, match.group(1) if match else None)
     check_text(text, encoding)

@@ -51,6 +51,12 @@ def test_bom_wins_over_a_wrong_declaration():
     assert "Prüfung" in decode_html(raw)
 
 
+def test_valid_utf8_wins_over_a_stale_legacy_declaration():
+    """A page re-saved as UTF-8 that still says gb2312 in <meta> decodes as UTF-8, not as mojibake."""
+    raw = _page(CHINESE * 3, '<meta http-equiv="Content-Type" content="text/html; charset=gb2312">').encode()
+    assert "市政府周二批准了新的渡轮计划" in decode_html(raw)
+
+
 def test_http_charset_is_used_when_given():
     """The charset of a Content-Type header decodes a page that declares nothing itself."""
     raw = _page(CHINESE * 3).encode("gbk")
