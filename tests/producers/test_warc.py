@@ -285,3 +285,19 @@ def test_a_remote_warc_is_fetched_with_the_safe_fetcher(
     WarcIngest(state, blocked.extend, max_bytes=MAX, batch="r2", fetcher=public_only).submit([url])
     assert blocked == [] and docs.hits["/crawl/b.warc.gz"] == 1
     assert state.counters("r2")["failed:blocked_address"] == 1
+
+
+def test_each_chunk_waits_for_room_before_its_pages_are_claimed(
+    state: StateStore, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr("producers.sources.warc.PAGE_CHUNK", 2)
+    path = tmp_path / "c.warc.gz"
+    path.write_bytes(write_warc([page(n) for n in range(5)]))
+    sent: list[dict] = []
+    seen_before: list[int] = []
+
+    def wait_room() -> None:  # the CLI blocks here while the process queue is full
+        seen_before.append(len(sent))
+
+    WarcIngest(state, sent.extend, max_bytes=MAX, batch="w1", wait_room=wait_room).submit([str(path)])
+    assert seen_before == [0, 2, 4] and len(sent) == 5
