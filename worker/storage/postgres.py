@@ -14,6 +14,7 @@ first write after the server is back does not fail on a dead socket.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ CONNECTION_WAIT = 5.0
 
 CONNECT_TIMEOUT = 5
 """Seconds libpq waits for a new connection to the server."""
+
+log = logging.getLogger(__name__)
 
 _TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,50}$")
 
@@ -121,8 +124,12 @@ class PostgresStorage:
             check=ConnectionPool.check_connection,
             timeout=CONNECTION_WAIT,
         )
-        self.pool.wait(timeout=30)
-        self.migrate()
+        self._migrated = False
+        try:  # (not pool.wait(): a pool that times out there is closed for good)
+            self.migrate()
+            self._migrated = True
+        except psycopg.OperationalError as exc:  # down right now: not a reason to fail the worker's task
+            log.warning("PostgreSQL unreachable at open (%s); the table is migrated at the first write", exc)
         t = sql.Identifier(table)
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in _COLUMNS if c != "id"
@@ -146,7 +153,7 @@ class PostgresStorage:
             "t_domain": sql.Identifier(f"{t}_domain_idx"),
             "t_published": sql.Identifier(f"{t}_published_idx"),
         }
-        log = sql.Identifier(f"{t}_migrations")
+        applied = sql.Identifier(f"{t}_migrations")
         with self.pool.connection() as conn, conn.transaction():
             # one migrator at a time per table, fleet-wide; released at commit
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ingest-migrate:{t}",))
@@ -154,14 +161,16 @@ class PostgresStorage:
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {log} (version integer PRIMARY KEY, "
                     "applied_at timestamptz NOT NULL DEFAULT now())"
-                ).format(log=log)
+                ).format(log=applied)
             )
-            latest = sql.SQL("SELECT coalesce(max(version), 0) FROM {log}").format(log=log)
+            latest = sql.SQL("SELECT coalesce(max(version), 0) FROM {log}").format(log=applied)
             row = conn.execute(latest).fetchone()
             done = row[0] if row else 0
             for version, statement in enumerate(MIGRATIONS[done:], start=done + 1):
                 conn.execute(sql.SQL(statement).format(**names))
-                conn.execute(sql.SQL("INSERT INTO {log} (version) VALUES (%s)").format(log=log), (version,))
+                conn.execute(
+                    sql.SQL("INSERT INTO {log} (version) VALUES (%s)").format(log=applied), (version,)
+                )
         return len(MIGRATIONS) - done
 
     def write(self, record: dict[str, Any]) -> None:
@@ -185,11 +194,19 @@ class PostgresStorage:
             record.get("schema_version", 1),
             Jsonb(record),
         )
+        self._ensure_migrated()
         with _outage("write"), self.pool.connection() as conn:
             conn.execute(self._upsert, values)
 
+    def _ensure_migrated(self) -> None:
+        if not self._migrated:
+            with _outage("migrate"):
+                self.migrate()
+            self._migrated = True
+
     def read(self) -> Iterator[dict[str, Any]]:
         """Every row's record, by id, streamed with a server-side cursor."""
+        self._ensure_migrated()
         with _outage("read"), self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(name=f"ingest_read_{self.table}")
             cur.itersize = 1000
@@ -199,6 +216,7 @@ class PostgresStorage:
 
     def count(self) -> int:
         """Rows in the table."""
+        self._ensure_migrated()
         with _outage("count"), self.pool.connection() as conn:
             query = sql.SQL("SELECT count(*) FROM {t}").format(t=sql.Identifier(self.table))
             row = conn.execute(query).fetchone()

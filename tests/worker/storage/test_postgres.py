@@ -1,5 +1,7 @@
 import io
 import json
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -107,3 +109,34 @@ def test_database_refusing_connections_is_storage_unavailable(postgres_url, pg_t
         store.write(make_record(2))
     assert caught.value.reason == "storage_unavailable" and "PostgreSQL write" in caught.value.detail
     store.pool.close()
+
+
+def test_store_opened_while_the_database_is_down_migrates_at_its_first_write(postgres_url):
+    """Opening the store while its database refuses connections does not fail: the first write raises
+    StorageUnavailable (retried by the pipeline), and once the database is back it creates the table and
+    stores the record."""
+    from ingest_core.errors import StorageUnavailable
+
+    server = postgres_url.rsplit("/", 1)[0]
+    name = f"ingest_open_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server + "/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            store = PostgresStorage(f"{server}/{name}", pool_size=1)
+            with pytest.raises(StorageUnavailable):
+                store.write(make_record(1))
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            deadline = time.monotonic() + 120
+            while True:  # the pool reconnects with its own backoff
+                try:
+                    store.write(make_record(1))
+                    break
+                except StorageUnavailable:
+                    assert time.monotonic() < deadline, "the store never came back"
+                    time.sleep(0.5)
+            assert store.count() == 1
+            store.close()
+        finally:
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
