@@ -82,3 +82,21 @@ def test_a_warc_of_already_fetched_pages_is_deduplicated_against_them(site, home
     assert _Site.hits == hits  # nothing fetched for a WARC page
     stored = sorted(r["url"] for r in _records(tmp_path))
     assert stored == [f"{site}/a/1", f"{site}/a/2", "https://news.example.com/a/5"]
+
+
+def test_submit_warc_queues_pages_for_processing_only_and_a_run_finishes_them(home, tmp_path):  # noqa: F811
+    warc = tmp_path / "x.warc.gz"
+    warc.write_bytes(write_warc([page(1), page(2), ("request", "https://news.example.com/a/1", b"", "", "")]))
+    sub = ingest("submit", "--warc", str(warc), "--json", env=home, cwd=tmp_path)
+    assert sub.returncode == 0, sub.stderr[-3000:]
+    assert json.loads(sub.stdout)["accepted"] == 2
+    assert "skipped:warc_request 1" in sub.stderr
+    stats = json.loads(ingest("stats", "--json", env=home, cwd=tmp_path).stdout)
+    assert stats["queues"]["process"] == 2 and stats["queues"]["fetch"] == 0
+    assert stats["frontier"]["processing"] == 2 and stats["frontier"]["waiting"] == 0
+    # the same archive in a run: both pages are adopted (not queued twice) and the run waits for them
+    done = ingest("run", "--warc", str(warc), "--json", env=home, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["stored"] == 2 and summary["resumed"] == 2 and summary["pending"] == 0
+    assert sorted(r["url"] for r in _records(tmp_path)) == [f"https://news.example.com/a/{n}" for n in (1, 2)]
