@@ -43,6 +43,9 @@ from ingest_core.state import StateStore
 PAGE_CHUNK = 50
 """Pages claimed per round trip (a packed page is tens of KB: 50 keep one Lua call a few MB)."""
 
+CHUNK_BYTES = 8 << 20
+"""... or fewer, once their bodies add up to this: big pages do not make a chunk of 50 x INGEST_MAX_BYTES."""
+
 REMOTE_WARC_MAX_BYTES = 1 << 30
 """Cap on a remote WARC: it is fetched whole with the safe fetcher (which buffers), then read like a file."""
 
@@ -299,14 +302,16 @@ class WarcIngest:
     def _read(self, items: Iterator[WarcPage | WarcProblem], source: str) -> None:
         pages: list[WarcPage] = []
         problems: list[WarcProblem] = []
+        size = 0
         for item in items:
             if isinstance(item, WarcPage):
                 pages.append(item)
+                size += len(item.body)
             else:
                 problems.append(item)
-            if len(pages) >= PAGE_CHUNK or len(problems) >= 1000:
+            if len(pages) >= PAGE_CHUNK or size >= CHUNK_BYTES or len(problems) >= 1000:
                 self._flush(pages, problems, source)
-                pages, problems = [], []
+                pages, problems, size = [], [], 0
         self._flush(pages, problems, source)
 
     def _flush(self, pages: list[WarcPage], problems: list[WarcProblem], source: str) -> None:

@@ -301,3 +301,11 @@ def test_each_chunk_waits_for_room_before_its_pages_are_claimed(
 
     WarcIngest(state, sent.extend, max_bytes=MAX, batch="w1", wait_room=wait_room).submit([str(path)])
     assert seen_before == [0, 2, 4] and len(sent) == 5
+    # big pages make smaller chunks: one page a chunk once a page's body is over CHUNK_BYTES
+    monkeypatch.setattr("producers.sources.warc.CHUNK_BYTES", 1000)
+    sent.clear()
+    seen_before.clear()
+    WarcIngest(state, sent.extend, max_bytes=MAX, batch="w2", wait_room=wait_room, force=True).submit(
+        [str(path)]
+    )
+    assert seen_before == [0, 1, 2, 3, 4] and len(sent) == 5
