@@ -101,7 +101,11 @@ def test_second_submission_fetches_nothing_again(workers, page_server, page_hits
 def test_submit_with_unreachable_state_store_exits_nonzero(ingest_env):
     """With Redis (the frontier) down, submit says so and exits 3; nothing is queued. (A broker outage
     alone does not stop submissions: URLs wait in the frontier until the workers dispatch them.)"""
-    env = {**ingest_env, "INGEST_BROKER_URL": "redis://127.0.0.1:1/0", "INGEST_REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {
+        **ingest_env,
+        "INGEST_BROKER_URL": "redis://127.0.0.1:1/0",
+        "INGEST_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
     proc = ingest("submit", "https://example.com/a", env=env, check=False)
     assert proc.returncode == 3
     assert "unreachable" in proc.stderr
