@@ -61,10 +61,10 @@ def test_process_worker_killed_between_write_and_finish_restarted_under_another_
         broker, tmp_path, str(records),
         INGEST_ROTATE_SECONDS="3600",  # parts stay open until the kill: only ownership by lock saves them
         INGEST_TEST_STALL_DIR=str(stall),
-        # a started process task holds its URL for its hard time limit (extract + storage retry + 60 s):
-        # short limits, so that the killed worker's URLs come back within the test's deadline
-        INGEST_EXTRACT_TIMEOUT="10",
-        INGEST_STORAGE_RETRY_MAX="20",
+        # a started task holds its URL while its lease is renewed; the killed worker's leases run out after
+        # this long, then the frontier sends those URLs again (the default is 120 s)
+        INGEST_PROCESS_LEASE="20",
+        INGEST_FETCH_LEASE="20",
     )  # fmt: skip
     env["PYTHONPATH"] = f"{STALL_DIR}{os.pathsep}{env['PYTHONPATH']}"
     n = 30
