@@ -178,6 +178,14 @@ check "flower answers with basic auth" \
   [ "$(curl -s -o /dev/null -w '%{http_code}' -u ops:flower-test-pw "http://127.0.0.1:$FLOWER_PORT/workers")" = 200 ]
 check "flower and metrics healthchecks pass" sh -c \
   "podman exec $(c flower) ingest-entrypoint health --http http://127.0.0.1:5555/healthcheck && podman exec $(c metrics) ingest-entrypoint health --http http://127.0.0.1:9808/metrics"
+# a hung worker is noticed: SIGSTOP the fetch worker's Celery process, its healthcheck must fail
+celery_pid=$(podman exec "$(c fetch-worker)" sh -c 'for d in /proc/[0-9]*; do
+  tr "\0" " " < "$d/cmdline" 2> /dev/null | grep -q -- "[-]m celery .*worker" && { basename "$d"; break; }; done; true')
+podman exec "$(c fetch-worker)" sh -c "kill -STOP $celery_pid" # the shell builtin: no procps here
+check "a stopped (hung) worker fails its healthcheck" \
+  sh -c "! podman exec $(c fetch-worker) ingest-entrypoint health --worker --timeout 3 > /dev/null 2>&1"
+podman exec "$(c fetch-worker)" sh -c "kill -CONT $celery_pid"
+check "and passes again once it runs" podman exec "$(c fetch-worker)" ingest-entrypoint health --worker
 check "metrics exporter serves on host loopback, behind basic auth" sh -c \
   "curl -fsS -o /dev/null -u prom:metrics-test-pw http://127.0.0.1:$METRICS_PORT/metrics && [ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$METRICS_PORT/metrics) = 401 ]"
 
