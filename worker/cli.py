@@ -995,10 +995,9 @@ for _command in (
 ):
     main.add_command(_command)
 
-with suppress(ImportError):  # the container health command (worker/ops/health.py)
-    from worker.ops.health import health_command
+from worker.ops.health import health_command  # noqa: E402
 
-    main.add_command(health_command)
+main.add_command(health_command)
 
 for _command in main.commands.values():
     with_common_options(_command)

@@ -107,8 +107,8 @@ cat > "$INGEST_ENV_FILE" << 'EOF'
 INGEST_ALLOW_PRIVATE_NETWORKS=true
 INGEST_HOST_INTERVAL=0
 INGEST_RESPECT_ROBOTS=false
-# a killed worker's pages come back within two minutes, not 6.5 (a started process task holds its URL for
-# INGEST_EXTRACT_TIMEOUT + INGEST_STORAGE_RETRY_MAX + 60 s) or an hour (broker visibility timeout)
+# a killed worker's pages come back within a minute: its process tasks stop renewing their leases, which
+# run out after INGEST_PROCESS_LEASE (the default 120 s), not the broker's visibility timeout (an hour)
 INGEST_EXTRACT_TIMEOUT=15
 INGEST_STORAGE_RETRY_MAX=15
 INGEST_PROCESS_LEASE=45
