@@ -84,6 +84,18 @@ local function holds(id, token, gen)
   if g ~= gen then return nil end
   return st
 end
+local function adopt(id, batch)
+  -- a pending URL submitted again: another batch adopts it (it counts the URL and its end). Returns
+  -- whether this batch already waits for it (its own job, or adopted before), and the pending job.
+  local old = redis.call('HGET', P .. ':adopt', id)
+  local job0 = job_of(id)
+  local listed = old and string.find(' ' .. old .. ' ', ' ' .. batch .. ' ', 1, true)
+  local mine = job0 and (job0['batch'] == batch or listed)
+  if job0 and not mine then
+    redis.call('HSET', P .. ':adopt', id, old and (old .. ' ' .. batch) or batch)
+  end
+  return mine, job0
+end
 local function clear(id)
   -- every trace of a pending URL in the frontier; a waiting one leaves its host's count
   local stage = redis.call('HGET', P .. ':stage', id)
@@ -146,13 +158,7 @@ for i = 7, #ARGV, 3 do
     out[#out + 1] = token
     new = new + 1
   elseif ok == 'pending' then
-    local old = redis.call('HGET', P .. ':adopt', id)
-    local job0 = job_of(id)
-    local listed = old and string.find(' ' .. old .. ' ', ' ' .. batch .. ' ', 1, true)
-    local mine = job0 and (job0['batch'] == batch or listed)
-    if job0 and not mine then
-      redis.call('HSET', P .. ':adopt', id, old and (old .. ' ' .. batch) or batch)
-    end
+    local mine, job0 = adopt(id, batch)
     if mine then
       -- this batch already waits for it (a repeat in a later chunk): a duplicate, or it would be counted
       -- submitted twice and ended once, and the batch would never finish
@@ -244,13 +250,7 @@ for i = 8, #ARGV, 5 do
     out[#out + 1] = claim(id, job, page, hex)
     new = new + 1
   elseif ok == 'pending' then
-    local old = redis.call('HGET', P .. ':adopt', id)
-    local job0 = job_of(id)
-    local listed = old and string.find(' ' .. old .. ' ', ' ' .. batch .. ' ', 1, true)
-    local mine = job0 and (job0['batch'] == batch or listed)
-    if job0 and not mine then
-      redis.call('HSET', P .. ':adopt', id, old and (old .. ' ' .. batch) or batch)
-    end
+    local mine, job0 = adopt(id, batch)
     if mine then
       out[#out + 1] = false
       dup = dup + 1
