@@ -73,3 +73,16 @@ def test_binary_url_file_is_refused_line_by_line(ingest_env, tmp_path: Path) -> 
     result = json.loads(ingest("submit", "-f", str(path), "--json", env=ingest_env).stdout)
     assert result["accepted"] == 1
     assert {r["reason"] for r in result["rejected"]} <= {"not_utf8", "control_character", "invalid_url"}
+
+
+def test_submit_exits_nonzero_when_every_feed_and_sitemap_failed(docs, ingest_env) -> None:
+    """Cron must notice: a feed that 404s and a sitemap that is not XML, nothing else given: exit 1."""
+    missing = docs.url("/no-such-feed.xml")
+    broken = docs.add("/broken-sitemap.xml", b"\x00\x01 not xml at all")
+    out = ingest("submit", "--feed", missing, "--sitemap", broken, env=ingest_env, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "every feed and sitemap failed" in out.stderr
+    good = docs.add("/feed.xml", _rss("http://cli.example/ok-1"))
+    ok = ingest("submit", "--feed", missing, "--feed", good, "--json", env=ingest_env, check=False)
+    assert ok.returncode == 0, ok.stderr  # one source worked: not a failure of the command
+    assert json.loads(ok.stdout)["accepted"] == 1
