@@ -63,8 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/p/") and path[3:].isdigit():
             pages, i = self.server.pages, int(path[3:])
             body, status = pages[i % len(pages)], 200
-            if self.server.distinct:  # every URL its own document: each paragraph ends with its number
-                body = body.replace(b"</p>", f" (edition {i})</p>".encode())
+            # every URL its own document: each paragraph ends with its number, six digits so that the
+            # trafilatura CLI's output names (a hash of the words of 5+ characters) differ too
+            if self.server.distinct:
+                body = body.replace(b"</p>", f" (edition {i:06d})</p>".encode())
         else:
             body, status = b"<html><body>not found</body></html>", 404
         self.send_response(status)
