@@ -179,7 +179,8 @@ PG_OUTAGE_SECONDS = 20.0
 @pytest.fixture
 def outage_db():
     """A private database ``ingest_outage_<random>`` (never the shared one), dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg  # a core dependency: never a skip
+
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:

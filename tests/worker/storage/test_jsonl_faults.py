@@ -3,7 +3,6 @@
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 
 from ingest_core.errors import StorageUnavailable
 from tests.conftest import REPO, ingest
+from tests.reliability._storage_harness import need_root
 from tests.worker.storage.conftest import make_record
 from worker.storage import export, read_problems
 from worker.storage import jsonl as jsonl_module
@@ -62,8 +62,7 @@ time.sleep(600)
 def test_live_writers_part_is_left_alone_and_published_after_kill_9_under_another_hostname(tmp_path):
     """A writer in its own UTS namespace (another hostname) holds its part; a sweep leaves it while it
     lives, and publishes it, whole, once the writer is SIGKILLed."""
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.skip("needs root and unshare(1) for a UTS namespace")
+    need_root("a UTS namespace")  # a failure, not a skip, in CI
     proc = subprocess.Popen(
         ["unshare", "-u", "sh", "-c", 'hostname far-away-host && exec "$0" -c "$1" "$2"',
          sys.executable, _WRITER, str(tmp_path)],
