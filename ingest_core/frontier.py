@@ -653,7 +653,7 @@ class Frontier:
         return bool(
             self._start(
                 keys=[self.prefix],
-                args=[bytes.fromhex(job["id"]), job["token"], job["gen"], round(lease * 1000)],
+                args=[*_held(job), round(lease * 1000)],
             )
         )
 
@@ -663,7 +663,7 @@ class Frontier:
         return bool(
             self._renew(
                 keys=[self.prefix],
-                args=[bytes.fromhex(job["id"]), job["token"], job["gen"], round(lease * 1000)],
+                args=[*_held(job), round(lease * 1000)],
             )
         )
 
@@ -673,9 +673,7 @@ class Frontier:
             self._handoff(
                 keys=[self.prefix],
                 args=[
-                    bytes.fromhex(job["id"]),
-                    job["token"],
-                    job["gen"],
+                    *_held(job),
                     page,
                     self.page_ttl,
                     round(self.process_lease * 1000),
@@ -695,9 +693,7 @@ class Frontier:
             self._retry(
                 keys=[self.prefix],
                 args=[
-                    bytes.fromhex(job["id"]),
-                    job["token"],
-                    job["gen"],
+                    *_held(job),
                     -1 if delay is None else round(delay * 1000),
                     attempts,
                 ],
@@ -804,6 +800,11 @@ class Frontier:
                 if batch in raw.decode().split() and field_.hex() not in out:
                     out.append(field_.hex())
         return out
+
+
+def _held(job: dict[str, Any]) -> list[Any]:
+    """The first arguments of every script a task calls on its URL: id, claim token, lease generation."""
+    return [bytes.fromhex(job["id"]), job["token"], job["gen"]]
 
 
 def _jobs(flat: Sequence[Any]) -> list[dict[str, Any]]:
