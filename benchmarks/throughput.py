@@ -48,15 +48,12 @@ def cpu_limit(htmls: list[str], processes: int) -> float:
         return len(htmls) / (time.perf_counter() - t)
 
 
-def run_ingest(urls: list[str], concurrency: int, fetch_threads: int, workdir: Path) -> dict:
-    """``ingest run`` over ``urls``; returns its JSON summary plus steady-state and cold pages/s."""
-    urls_file = workdir / "urls.txt"
-    urls_file.write_text("\n".join(urls) + "\n")
+def timed_run(args: list[str], pages: int, workdir: Path, not_counted: tuple[str, ...] = ()) -> dict:
+    """``ingest run ARGS --json`` on the embedded Redis under ``workdir``; its JSON summary plus steady-state
+    (5% -> 100% of ``pages`` ended, polled on the counters) and cold (whole command) pages/s.
+    ``not_counted``: counter fields whose ends are not pages (subtracted from the ended count)."""
     env = bench_env(workdir, INGEST_KEEP_DUPLICATES="true")  # every page is written, even repeats
-    cmd = [
-        sys.executable, "-m", "worker.cli", "run", "-f", str(urls_file), "--json",
-        "-c", str(concurrency), "--fetch-concurrency", str(fetch_threads), "--timeout", "900",
-    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "worker.cli", "run", *args, "--json", "--timeout", "900"]
     url_file = workdir / "data" / "redis" / "redis.url"
     samples: list[tuple[float, int]] = []
     t0 = time.monotonic()
@@ -69,20 +66,27 @@ def run_ingest(urls: list[str], concurrency: int, fetch_threads: int, workdir: P
             if client is not None:
                 c = {k.decode(): int(v) for k, v in client.hgetall("ingest:counters").items()}
                 done = sum(c.get(s, 0) for s in ("stored", "duplicate", "skipped", "failed"))
-                samples.append((time.monotonic(), done))
+                samples.append((time.monotonic(), done - sum(c.get(k, 0) for k in not_counted)))
         except (redis.RedisError, OSError, ValueError):
             pass
         time.sleep(0.05)
     cold = time.monotonic() - t0
     out, _ = proc.communicate()
     summary = json.loads(out.strip().splitlines()[-1])
-    n = len(urls)
-    start = next((t, d) for t, d in samples if d >= n * 0.05)
-    end = next(((t, d) for t, d in samples if d >= n), samples[-1])
+    start = next((t, d) for t, d in samples if d >= pages * 0.05)
+    end = next(((t, d) for t, d in samples if d >= pages), samples[-1])
     summary["steady_pages_per_s"] = (end[1] - start[1]) / (end[0] - start[0])
-    summary["cold_pages_per_s"] = n / cold
+    summary["cold_pages_per_s"] = pages / cold
     summary["cold_seconds"] = cold
     return summary
+
+
+def run_ingest(urls: list[str], concurrency: int, fetch_threads: int, workdir: Path) -> dict:
+    """``ingest run`` over ``urls``; returns its JSON summary plus steady-state and cold pages/s."""
+    urls_file = workdir / "urls.txt"
+    urls_file.write_text("\n".join(urls) + "\n")
+    args = ["-f", str(urls_file), "-c", str(concurrency), "--fetch-concurrency", str(fetch_threads)]
+    return timed_run(args, len(urls), workdir)
 
 
 def main() -> None:

@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import redis
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bench_env, corpus, corpus_name, result, table  # noqa: E402
-from throughput import cpu_limit  # noqa: E402
+from _common import corpus, corpus_name, result, table  # noqa: E402
+from throughput import cpu_limit, timed_run  # noqa: E402
 
 GOAL = 0.90
 """Steady-state pages/s of WARC ingest over the CPU limit (issue 16)."""
@@ -58,37 +54,9 @@ def write_warc(path: Path, htmls: list[str]) -> None:
 
 def run_warc(warc: Path, pages: int, concurrency: int, workdir: Path) -> dict:
     """``ingest run --warc``; returns its JSON summary plus steady-state and cold pages/s."""
-    env = bench_env(workdir, INGEST_KEEP_DUPLICATES="true")  # every page is written, even repeats
-    cmd = [
-        sys.executable, "-m", "worker.cli", "run", "--warc", str(warc), "--json",
-        "-c", str(concurrency), "--fetch-concurrency", "1", "--timeout", "900",
-    ]  # fmt: skip
-    url_file = workdir / "data" / "redis" / "redis.url"
-    samples: list[tuple[float, int]] = []
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    client = None
-    while proc.poll() is None:
-        try:
-            if client is None and url_file.exists():
-                client = redis.Redis.from_url(url_file.read_text().strip(), socket_timeout=2)
-            if client is not None:
-                c = {k.decode(): int(v) for k, v in client.hgetall("ingest:counters").items()}
-                # request records end skipped at once: count the pages' ends only
-                done = sum(c.get(s, 0) for s in ("stored", "duplicate", "skipped", "failed"))
-                samples.append((time.monotonic(), done - c.get("skipped:warc_request", 0)))
-        except (redis.RedisError, OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    cold = time.monotonic() - t0
-    out, _ = proc.communicate()
-    summary = json.loads(out.strip().splitlines()[-1])
-    start = next((t, d) for t, d in samples if d >= pages * 0.05)
-    end = next(((t, d) for t, d in samples if d >= pages), samples[-1])
-    summary["steady_pages_per_s"] = (end[1] - start[1]) / (end[0] - start[0])
-    summary["cold_pages_per_s"] = pages / cold
-    summary["cold_seconds"] = cold
-    return summary
+    args = ["--warc", str(warc), "-c", str(concurrency), "--fetch-concurrency", "1"]
+    # request records end skipped at once: count the pages' ends only
+    return timed_run(args, pages, workdir, not_counted=("skipped:warc_request",))
 
 
 def main() -> None:
